@@ -1,0 +1,95 @@
+//! Time, passed in: the pipeline never reads the wall clock itself.
+//!
+//! Live ports stamp frames from a [`Clock`]; replay stamps them with their pcap
+//! timestamps, so learning, aging and flow timeouts follow the capture's clock.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Nanoseconds since the Unix epoch (or since any fixed origin in tests).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// One second.
+    pub const SECOND: u64 = 1_000_000_000;
+
+    /// From whole seconds.
+    pub const fn from_secs(s: u64) -> Self {
+        Timestamp(s * Self::SECOND)
+    }
+    /// Whole seconds (rounded down).
+    pub const fn secs(self) -> u64 {
+        self.0 / Self::SECOND
+    }
+    /// Nanoseconds within the second.
+    pub const fn subsec_nanos(self) -> u32 {
+        (self.0 % Self::SECOND) as u32
+    }
+    /// `self + s` seconds, saturating.
+    pub const fn add_secs(self, s: u64) -> Self {
+        Timestamp(self.0.saturating_add(s.saturating_mul(Self::SECOND)))
+    }
+    /// Time from `earlier` to `self` in nanoseconds (0 if `earlier` is later).
+    pub const fn since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:09}", self.secs(), self.subsec_nanos())
+    }
+}
+
+/// A source of the current time.
+pub trait Clock {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system's real-time clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(d.as_nanos() as u64)
+    }
+}
+
+/// A clock that only moves when told to (tests, replay).
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicU64);
+
+impl ManualClock {
+    /// A clock reading `t`.
+    pub fn new(t: Timestamp) -> Self {
+        ManualClock(AtomicU64::new(t.0))
+    }
+    /// Sets the time.
+    pub fn set(&self, t: Timestamp) {
+        self.0.store(t.0, Ordering::Relaxed);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::Relaxed))
+    }
+}

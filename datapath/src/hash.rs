@@ -1,0 +1,112 @@
+//! Small, fast, non-cryptographic hashing for the hot path.
+//!
+//! Keys hashed here come from frames an attacker may craft, but every table
+//! that uses them is bounded (the exact-match cache overwrites, the MAC table
+//! evicts), so worst-case collisions cost time, never memory. The seed is fixed
+//! so replays are deterministic.
+
+use std::hash::{BuildHasher, Hasher};
+
+const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+#[inline(always)]
+fn mix(h: u64, x: u64) -> u64 {
+    (h ^ x).wrapping_mul(K).rotate_left(29)
+}
+
+#[inline(always)]
+fn finish(mut h: u64) -> u64 {
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    h ^= h >> 32;
+    h
+}
+
+/// Hashes a slice of words.
+#[inline(always)]
+pub fn hash_words(w: &[u64]) -> u64 {
+    let mut h = 0x243f_6a88_85a3_08d3u64;
+    for &x in w {
+        h = mix(h, x);
+    }
+    finish(h)
+}
+
+/// Hashes one word.
+#[inline(always)]
+pub fn hash_u64(x: u64) -> u64 {
+    finish(mix(0x243f_6a88_85a3_08d3, x))
+}
+
+/// A [`Hasher`] built on [`hash_words`] for `HashMap`s keyed by flow keys and MACs.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct FastHasher {
+    h: u64,
+}
+
+impl Hasher for FastHasher {
+    #[inline(always)]
+    fn finish(&self) -> u64 {
+        finish(self.h)
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.h = mix(self.h, u64::from_le_bytes(b));
+        }
+    }
+    #[inline(always)]
+    fn write_u64(&mut self, x: u64) {
+        self.h = mix(self.h, x);
+    }
+    #[inline(always)]
+    fn write_u32(&mut self, x: u32) {
+        self.h = mix(self.h, x as u64);
+    }
+    #[inline(always)]
+    fn write_u16(&mut self, x: u16) {
+        self.h = mix(self.h, x as u64);
+    }
+    #[inline(always)]
+    fn write_u8(&mut self, x: u8) {
+        self.h = mix(self.h, x as u64);
+    }
+    #[inline(always)]
+    fn write_usize(&mut self, x: usize) {
+        self.h = mix(self.h, x as u64);
+    }
+}
+
+/// Builds [`FastHasher`]s.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct FastBuild;
+
+impl BuildHasher for FastBuild {
+    type Hasher = FastHasher;
+    #[inline(always)]
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher {
+            h: 0x243f_6a88_85a3_08d3,
+        }
+    }
+}
+
+/// A `HashMap` using [`FastBuild`].
+pub type FastMap<K, V> = std::collections::HashMap<K, V, FastBuild>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn low_bits_spread() {
+        // Sequential inputs must not collide in the low bits used for indexing.
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..4096u64 {
+            seen.insert(hash_u64(i) & 0xffff);
+        }
+        assert!(seen.len() > 3900, "{}", seen.len());
+    }
+}

@@ -1,0 +1,311 @@
+//! Packet buffers, batches and the buffer pool.
+//!
+//! Ownership rule: a [`PacketBuf`] is owned by exactly one place at a time — a
+//! [`Batch`] slot, an egress queue, or the [`BufPool`]. Buffers move between
+//! them (a pointer swap); bytes are copied only when one frame goes out more
+//! than once. Every buffer is allocated when the pipeline is built, so the hot
+//! path never allocates.
+
+use crate::clock::Timestamp;
+
+/// Bytes kept free in front of a frame so VLAN tags can be pushed in place.
+pub const HEADROOM: usize = 128;
+/// Largest frame (without FCS) a port can carry: 9216 bytes, the usual jumbo limit.
+pub const MAX_FRAME: usize = 9216;
+const TAILROOM: usize = 64;
+/// Size of every buffer.
+pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME + TAILROOM;
+/// Frames per burst on rx and tx.
+pub const BURST: usize = 32;
+
+/// Per-frame metadata that travels with the bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketMeta {
+    /// Index of the ingress port in the pipeline's port list.
+    pub port: u16,
+    /// When the frame arrived (replay: its pcap timestamp).
+    pub ts: Timestamp,
+    /// Egress queue chosen by `set_queue` (0 when none).
+    pub queue: u32,
+}
+
+/// One frame in a fixed-size buffer with headroom.
+pub struct PacketBuf {
+    buf: Box<[u8]>,
+    head: usize,
+    len: usize,
+    /// Metadata.
+    pub meta: PacketMeta,
+}
+
+impl std::fmt::Debug for PacketBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PacketBuf")
+            .field("len", &self.len)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+impl Default for PacketBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PacketBuf {
+    /// A new empty buffer (this allocates: call it at setup, not per packet).
+    pub fn new() -> Self {
+        PacketBuf {
+            buf: vec![0u8; BUF_SIZE].into_boxed_slice(),
+            head: HEADROOM,
+            len: 0,
+            meta: PacketMeta::default(),
+        }
+    }
+
+    /// A buffer holding `frame` (allocates; for tests and setup).
+    pub fn from_frame(frame: &[u8]) -> Self {
+        let mut p = Self::new();
+        p.fill(frame);
+        p
+    }
+
+    /// The frame's bytes.
+    #[inline(always)]
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.head..self.head + self.len]
+    }
+
+    /// The frame's bytes, writable.
+    #[inline(always)]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.head..self.head + self.len]
+    }
+
+    /// Frame length in bytes.
+    #[inline(always)]
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Replaces the contents with `frame`, truncated to [`MAX_FRAME`]; returns
+    /// false if it had to truncate.
+    #[inline]
+    pub fn fill(&mut self, frame: &[u8]) -> bool {
+        let n = frame.len().min(MAX_FRAME);
+        self.head = HEADROOM;
+        self.len = n;
+        self.buf[HEADROOM..HEADROOM + n].copy_from_slice(&frame[..n]);
+        n == frame.len()
+    }
+
+    /// Makes room for `n` bytes at the end and returns them for writing (for
+    /// ports that read straight into the buffer). `n` is capped at [`MAX_FRAME`].
+    pub fn fill_with(&mut self, n: usize) -> &mut [u8] {
+        let n = n.min(MAX_FRAME);
+        self.head = HEADROOM;
+        self.len = n;
+        &mut self.buf[HEADROOM..HEADROOM + n]
+    }
+
+    /// Copies another buffer's frame and metadata into this one.
+    #[inline]
+    pub fn copy_from(&mut self, other: &PacketBuf) {
+        self.fill(other.data());
+        self.meta = other.meta;
+    }
+
+    /// Inserts a VLAN tag after the MAC addresses. The frame must be at least
+    /// 12 bytes long (the pipeline never tags shorter frames).
+    #[inline]
+    pub fn push_vlan(&mut self, tpid: u16, tci: u16) {
+        if self.head < 4 {
+            // Headroom used up by earlier pushes: slide the frame back to the
+            // default offset (only possible after 32 pushes, never in practice).
+            self.buf
+                .copy_within(self.head..self.head + self.len, HEADROOM);
+            self.head = HEADROOM;
+        }
+        if self.len + 4 > MAX_FRAME + TAILROOM {
+            return;
+        }
+        let h = self.head;
+        self.buf.copy_within(h..h + 12, h - 4);
+        self.head = h - 4;
+        self.len += 4;
+        let t = &mut self.buf[self.head + 12..self.head + 16];
+        t[..2].copy_from_slice(&tpid.to_be_bytes());
+        t[2..].copy_from_slice(&tci.to_be_bytes());
+    }
+
+    /// Removes the 4 bytes after the MAC addresses (the outer VLAN tag).
+    #[inline]
+    pub fn pop_vlan(&mut self) {
+        if self.len < 16 {
+            return;
+        }
+        let h = self.head;
+        self.buf.copy_within(h..h + 12, h + 4);
+        self.head = h + 4;
+        self.len -= 4;
+    }
+}
+
+/// Up to [`BURST`] frames processed together.
+#[derive(Debug)]
+pub struct Batch {
+    pkts: Vec<PacketBuf>,
+    len: usize,
+}
+
+impl Batch {
+    /// A batch with `cap` preallocated buffers.
+    pub fn new(cap: usize) -> Self {
+        Batch {
+            pkts: (0..cap).map(|_| PacketBuf::new()).collect(),
+            len: 0,
+        }
+    }
+
+    /// Frames in the batch.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when empty.
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Slots in the batch.
+    #[inline(always)]
+    pub fn capacity(&self) -> usize {
+        self.pkts.len()
+    }
+    /// True when no slot is free.
+    #[inline(always)]
+    pub fn is_full(&self) -> bool {
+        self.len == self.pkts.len()
+    }
+    /// Empties the batch (buffers stay in their slots).
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The next free slot, for a port to fill; call [`Batch::commit`] after.
+    #[inline(always)]
+    pub fn next_slot(&mut self) -> Option<&mut PacketBuf> {
+        self.pkts.get_mut(self.len)
+    }
+
+    /// Counts the slot returned by [`Batch::next_slot`] as filled.
+    #[inline(always)]
+    pub fn commit(&mut self) {
+        if self.len < self.pkts.len() {
+            self.len += 1;
+        }
+    }
+
+    /// Appends a copy of `frame` with `meta`; false when the batch is full.
+    pub fn push_frame(&mut self, frame: &[u8], meta: PacketMeta) -> bool {
+        match self.next_slot() {
+            Some(slot) => {
+                slot.fill(frame);
+                slot.meta = meta;
+                self.commit();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The filled frames.
+    #[inline(always)]
+    pub fn frames(&self) -> &[PacketBuf] {
+        &self.pkts[..self.len]
+    }
+
+    /// The filled frames, writable.
+    #[inline(always)]
+    pub fn frames_mut(&mut self) -> &mut [PacketBuf] {
+        &mut self.pkts[..self.len]
+    }
+
+    /// Swaps slot `i`'s buffer for `replacement` and returns the old one.
+    #[inline(always)]
+    pub fn swap_out(&mut self, i: usize, replacement: PacketBuf) -> PacketBuf {
+        std::mem::replace(&mut self.pkts[i], replacement)
+    }
+}
+
+/// Free buffers, preallocated.
+#[derive(Debug)]
+pub struct BufPool {
+    free: Vec<PacketBuf>,
+}
+
+impl BufPool {
+    /// A pool holding `n` buffers.
+    pub fn new(n: usize) -> Self {
+        let mut free = Vec::with_capacity(n);
+        free.extend((0..n).map(|_| PacketBuf::new()));
+        BufPool { free }
+    }
+    /// Takes a buffer, or `None` when the pool is exhausted.
+    #[inline(always)]
+    pub fn take(&mut self) -> Option<PacketBuf> {
+        self.free.pop()
+    }
+    /// Returns a buffer.
+    #[inline(always)]
+    pub fn put(&mut self, b: PacketBuf) {
+        self.free.push(b);
+    }
+    /// Buffers available.
+    pub fn available(&self) -> usize {
+        self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_and_pop_vlan_round_trip() {
+        let frame: Vec<u8> = (0u8..60).collect();
+        let mut p = PacketBuf::from_frame(&frame);
+        p.push_vlan(0x8100, 0x200a);
+        assert_eq!(p.len(), 64);
+        assert_eq!(&p.data()[..12], &frame[..12]);
+        assert_eq!(&p.data()[12..16], &[0x81, 0x00, 0x20, 0x0a]);
+        assert_eq!(&p.data()[16..], &frame[12..]);
+        p.pop_vlan();
+        assert_eq!(p.data(), &frame[..]);
+    }
+
+    #[test]
+    fn many_pushes_slide_back() {
+        let frame = [7u8; 20];
+        let mut p = PacketBuf::from_frame(&frame);
+        for _ in 0..40 {
+            p.push_vlan(0x8100, 1);
+        }
+        assert_eq!(p.len(), 20 + 160);
+        for _ in 0..40 {
+            p.pop_vlan();
+        }
+        assert_eq!(p.data(), &frame[..]);
+    }
+
+    #[test]
+    fn fill_truncates_oversize() {
+        let big = vec![1u8; MAX_FRAME + 10];
+        let mut p = PacketBuf::new();
+        assert!(!p.fill(&big));
+        assert_eq!(p.len(), MAX_FRAME);
+    }
+}

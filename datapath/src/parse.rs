@@ -1,0 +1,470 @@
+//! Frame parser: bytes → [`FlowKey`], with Open vSwitch's `flow_extract` rules.
+//!
+//! Every header read is preceded by a length check; a header that is
+//! truncated or inconsistent stops parsing at that layer, leaving the fields
+//! of the layers that did parse (as OVS does), and the [`Parsed::note`] says
+//! what stopped it. Nothing here can panic on any input.
+//!
+//! We read fields at named offsets instead of going through etherparse's header
+//! slices because OVS's rules differ from a validating parser's in ways that
+//! change forwarding: OVS accepts an IPv4 header whose version nibble is not 4,
+//! ignores Ethernet padding after the IP total length, reads only the outer
+//! VLAN tag (`vlan-limit=1`) and maps 802.3 frames to ethertype 0x05ff.
+//! (etherparse builds the frames in our tests and benchmarks.)
+
+use crate::key::{Field, FlowKey};
+
+/// Ethertypes and protocol numbers used here.
+pub mod consts {
+    /// 802.1Q VLAN tag.
+    pub const ETH_TYPE_VLAN: u16 = 0x8100;
+    /// 802.1ad service tag.
+    pub const ETH_TYPE_VLAN_8021AD: u16 = 0x88a8;
+    /// IPv4.
+    pub const ETH_TYPE_IP: u16 = 0x0800;
+    /// IPv6.
+    pub const ETH_TYPE_IPV6: u16 = 0x86dd;
+    /// ARP.
+    pub const ETH_TYPE_ARP: u16 = 0x0806;
+    /// RARP.
+    pub const ETH_TYPE_RARP: u16 = 0x8035;
+    /// Smallest value that is an ethertype rather than an 802.3 length.
+    pub const ETH_TYPE_MIN: u16 = 0x0600;
+    /// OVS's ethertype for 802.3 frames without an Ethernet SNAP header.
+    pub const DL_TYPE_NONE: u16 = 0x05ff;
+    /// The TCI bit OVS uses to mean "a tag is present".
+    pub const VLAN_CFI: u16 = 0x1000;
+    /// VID bits of a TCI.
+    pub const VLAN_VID_MASK: u16 = 0x0fff;
+    /// PCP bits of a TCI.
+    pub const VLAN_PCP_MASK: u16 = 0xe000;
+    /// ICMP.
+    pub const IPPROTO_ICMP: u8 = 1;
+    /// IGMP.
+    pub const IPPROTO_IGMP: u8 = 2;
+    /// TCP.
+    pub const IPPROTO_TCP: u8 = 6;
+    /// UDP.
+    pub const IPPROTO_UDP: u8 = 17;
+    /// SCTP.
+    pub const IPPROTO_SCTP: u8 = 132;
+    /// ICMPv6.
+    pub const IPPROTO_ICMPV6: u8 = 58;
+    /// IPv6 hop-by-hop options.
+    pub const IPPROTO_HOPOPTS: u8 = 0;
+    /// IPv6 routing header.
+    pub const IPPROTO_ROUTING: u8 = 43;
+    /// IPv6 fragment header.
+    pub const IPPROTO_FRAGMENT: u8 = 44;
+    /// IPv6 destination options.
+    pub const IPPROTO_DSTOPTS: u8 = 60;
+    /// Authentication header.
+    pub const IPPROTO_AH: u8 = 51;
+}
+
+use consts::*;
+
+/// Length of an Ethernet header without tags.
+pub const ETH_HEADER_LEN: usize = 14;
+
+/// What stopped the parser early, if anything. None of these drop the frame
+/// by themselves: the frame is switched on the fields that did parse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ParseNote {
+    /// Every layer present parsed.
+    #[default]
+    Complete,
+    /// Shorter than an Ethernet header (14 bytes): nothing parsed.
+    Runt,
+    /// A VLAN TPID with fewer than 6 bytes after it: tag not parsed.
+    VlanTruncated,
+    /// IPv4 header shorter than 20 bytes, IHL too small or beyond the frame,
+    /// or total length beyond the frame: no L3 fields.
+    Ipv4Invalid,
+    /// IPv6 header shorter than 40 bytes or payload length beyond the frame.
+    Ipv6Invalid,
+    /// An IPv6 extension header runs past the payload: addresses only.
+    Ipv6ExtInvalid,
+    /// ARP that is not Ethernet/IPv4 or is shorter than 28 bytes.
+    ArpUnparsed,
+    /// The L4 header is shorter than its minimum: no ports.
+    L4Truncated,
+}
+
+impl ParseNote {
+    /// A short name for counters and traces.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParseNote::Complete => "complete",
+            ParseNote::Runt => "runt",
+            ParseNote::VlanTruncated => "vlan_truncated",
+            ParseNote::Ipv4Invalid => "ipv4_invalid",
+            ParseNote::Ipv6Invalid => "ipv6_invalid",
+            ParseNote::Ipv6ExtInvalid => "ipv6_ext_invalid",
+            ParseNote::ArpUnparsed => "arp_unparsed",
+            ParseNote::L4Truncated => "l4_truncated",
+        }
+    }
+
+    /// True when the frame's headers were inconsistent (worth a counter).
+    pub fn is_malformed(self) -> bool {
+        !matches!(self, ParseNote::Complete | ParseNote::ArpUnparsed)
+    }
+}
+
+/// What the parser learned beyond the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    /// The outer VLAN tag as on the wire: (TPID, TCI), if one was parsed.
+    pub vlan: Option<(u16, u16)>,
+    /// Offset of the L3 header.
+    pub l3_ofs: u16,
+    /// Offset of the L4 header (0 when there is none).
+    pub l4_ofs: u16,
+    /// True for IPv4/IPv6 fragments; `later` when the offset is non-zero.
+    pub frag: bool,
+    /// A non-first fragment.
+    pub later_frag: bool,
+    /// Where parsing stopped early.
+    pub note: ParseNote,
+}
+
+#[inline(always)]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    match b.get(at..at + 2) {
+        Some(s) => Some(u16::from_be_bytes([s[0], s[1]])),
+        None => None,
+    }
+}
+
+#[inline(always)]
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    match b.get(at..at + 4) {
+        Some(s) => Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]])),
+        None => None,
+    }
+}
+
+#[inline(always)]
+fn mac_at(b: &[u8], at: usize) -> u64 {
+    match b.get(at..at + 6) {
+        Some(s) => u64::from_be_bytes([0, 0, s[0], s[1], s[2], s[3], s[4], s[5]]),
+        None => 0,
+    }
+}
+
+#[inline(always)]
+fn u128_at(b: &[u8], at: usize) -> u128 {
+    match b.get(at..at + 16) {
+        Some(s) => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(s);
+            u128::from_be_bytes(a)
+        }
+        None => 0,
+    }
+}
+
+/// True for the two TPIDs OVS parses as VLAN tags.
+#[inline(always)]
+pub fn eth_type_vlan(t: u16) -> bool {
+    t == ETH_TYPE_VLAN || t == ETH_TYPE_VLAN_8021AD
+}
+
+/// Extracts the flow key of `frame` received on OpenFlow port `in_port`.
+#[inline]
+pub fn extract(frame: &[u8], in_port: u16, key: &mut FlowKey) -> Parsed {
+    *key = FlowKey::ZERO;
+    key.set(Field::InPort, in_port as u64);
+    let mut p = Parsed::default();
+    if frame.len() < ETH_HEADER_LEN {
+        p.note = ParseNote::Runt;
+        return p;
+    }
+    key.set(Field::DlDst, mac_at(frame, 0));
+    key.set(Field::DlSrc, mac_at(frame, 6));
+
+    // Outer VLAN tag (vlan-limit=1): needs the tag and the next ethertype.
+    let mut off = 12;
+    let t0 = be16(frame, 12).unwrap_or(0);
+    if eth_type_vlan(t0) {
+        if frame.len() >= 18 {
+            let tci = be16(frame, 14).unwrap_or(0);
+            key.set(Field::VlanTci, (tci | VLAN_CFI) as u64);
+            p.vlan = Some((t0, tci));
+            off = 16;
+        } else {
+            p.note = ParseNote::VlanTruncated;
+        }
+    }
+
+    // Ethertype, or 802.3 length followed by LLC/SNAP.
+    let proto = be16(frame, off).unwrap_or(0);
+    off += 2;
+    let dl_type = if proto >= ETH_TYPE_MIN {
+        proto
+    } else {
+        match frame.get(off..off + 8) {
+            Some(llc)
+                if llc[0] == 0xaa && llc[1] == 0xaa && llc[2] == 0x03 && llc[3..6] == [0, 0, 0] =>
+            {
+                off += 8;
+                let snap_type = u16::from_be_bytes([llc[6], llc[7]]);
+                if snap_type >= ETH_TYPE_MIN {
+                    snap_type
+                } else {
+                    DL_TYPE_NONE
+                }
+            }
+            _ => DL_TYPE_NONE,
+        }
+    };
+    key.set(Field::DlType, dl_type as u64);
+    p.l3_ofs = off as u16;
+
+    let l3 = &frame[off.min(frame.len())..];
+    match dl_type {
+        ETH_TYPE_IP => parse_ipv4(l3, key, &mut p),
+        ETH_TYPE_IPV6 => parse_ipv6(l3, key, &mut p),
+        ETH_TYPE_ARP | ETH_TYPE_RARP => parse_arp(l3, key, &mut p),
+        _ => {}
+    }
+    p
+}
+
+#[inline]
+fn parse_ipv4(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
+    if l3.len() < 20 {
+        p.note = ParseNote::Ipv4Invalid;
+        return;
+    }
+    let ihl = ((l3[0] & 0x0f) as usize) * 4;
+    let tot_len = be16(l3, 2).unwrap_or(0) as usize;
+    if ihl < 20 || l3.len() < ihl || tot_len > l3.len() || ihl > tot_len {
+        p.note = ParseNote::Ipv4Invalid;
+        return;
+    }
+    key.set(Field::NwSrc, be32(l3, 12).unwrap_or(0) as u64);
+    key.set(Field::NwDst, be32(l3, 16).unwrap_or(0) as u64);
+    key.set(Field::NwTos, l3[1] as u64);
+    let proto = l3[9];
+    key.set(Field::NwProto, proto as u64);
+    let frag_off = be16(l3, 6).unwrap_or(0);
+    if frag_off & 0x3fff != 0 {
+        p.frag = true;
+        p.later_frag = frag_off & 0x1fff != 0;
+    }
+    p.l4_ofs = p.l3_ofs + ihl as u16;
+    if !p.later_frag {
+        parse_l4(&l3[ihl..tot_len], proto, key, p);
+    }
+}
+
+#[inline]
+fn parse_ipv6(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
+    if l3.len() < 40 {
+        p.note = ParseNote::Ipv6Invalid;
+        return;
+    }
+    let plen = be16(l3, 4).unwrap_or(0) as usize;
+    if plen + 40 > l3.len() {
+        p.note = ParseNote::Ipv6Invalid;
+        return;
+    }
+    key.set_ipv6_src(u128_at(l3, 8));
+    key.set_ipv6_dst(u128_at(l3, 24));
+    let tos = ((be32(l3, 0).unwrap_or(0) >> 20) & 0xff) as u8;
+    let mut proto = l3[6];
+    let mut data = &l3[40..40 + plen];
+    let mut ofs = p.l3_ofs as usize + 40;
+    // Extension headers, as OVS walks them.
+    loop {
+        match proto {
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
+                if data.len() < 8 {
+                    p.note = ParseNote::Ipv6ExtInvalid;
+                    return;
+                }
+                let len = if proto == IPPROTO_AH {
+                    (data[1] as usize + 2) * 4
+                } else {
+                    (data[1] as usize + 1) * 8
+                };
+                proto = data[0];
+                match data.get(len..) {
+                    Some(rest) => data = rest,
+                    None => {
+                        p.note = ParseNote::Ipv6ExtInvalid;
+                        return;
+                    }
+                }
+                ofs += len;
+            }
+            IPPROTO_FRAGMENT => {
+                if data.len() < 8 {
+                    p.note = ParseNote::Ipv6ExtInvalid;
+                    return;
+                }
+                proto = data[0];
+                let offlg = u16::from_be_bytes([data[2], data[3]]);
+                data = &data[8..];
+                ofs += 8;
+                if offlg != 0 {
+                    p.frag = true;
+                    if offlg & 0xfff8 != 0 {
+                        p.later_frag = true;
+                        proto = IPPROTO_FRAGMENT;
+                        break;
+                    }
+                }
+            }
+            _ => break,
+        }
+    }
+    key.set(Field::NwTos, tos as u64);
+    key.set(Field::NwProto, proto as u64);
+    p.l4_ofs = ofs as u16;
+    if !p.later_frag {
+        parse_l4(data, proto, key, p);
+    }
+}
+
+#[inline]
+fn parse_l4(l4: &[u8], proto: u8, key: &mut FlowKey, p: &mut Parsed) {
+    let (min, ports) = match proto {
+        IPPROTO_TCP => {
+            let doff = l4.get(12).map_or(0, |b| (b >> 4) as usize * 4);
+            if l4.len() < 20 || doff < 20 || l4.len() < doff {
+                p.note = ParseNote::L4Truncated;
+                return;
+            }
+            (20, true)
+        }
+        IPPROTO_UDP => (8, true),
+        IPPROTO_SCTP => (12, true),
+        IPPROTO_ICMP | IPPROTO_IGMP | IPPROTO_ICMPV6 => (8, false),
+        _ => return,
+    };
+    if l4.len() < min {
+        p.note = ParseNote::L4Truncated;
+        return;
+    }
+    if ports {
+        key.set(Field::TpSrc, be16(l4, 0).unwrap_or(0) as u64);
+        key.set(Field::TpDst, be16(l4, 2).unwrap_or(0) as u64);
+    } else {
+        key.set(Field::TpSrc, l4[0] as u64);
+        key.set(Field::TpDst, l4[1] as u64);
+    }
+}
+
+#[inline]
+fn parse_arp(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
+    if l3.len() < 28
+        || be16(l3, 0) != Some(1)
+        || be16(l3, 2) != Some(ETH_TYPE_IP)
+        || l3[4] != 6
+        || l3[5] != 4
+    {
+        p.note = ParseNote::ArpUnparsed;
+        return;
+    }
+    key.set(Field::NwSrc, be32(l3, 14).unwrap_or(0) as u64);
+    key.set(Field::NwDst, be32(l3, 24).unwrap_or(0) as u64);
+    let op = be16(l3, 6).unwrap_or(0);
+    if op <= 0xff {
+        key.set(Field::NwProto, op as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::PacketBuilder;
+
+    fn udp_frame(vlan: Option<u16>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        match vlan {
+            Some(tci) => eth
+                .single_vlan(etherparse::VlanId::try_new(tci & 0xfff).unwrap_or_default())
+                .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+                .udp(1234, 53)
+                .write(&mut out, &[1, 2, 3, 4]),
+            None => eth
+                .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+                .udp(1234, 53)
+                .write(&mut out, &[1, 2, 3, 4]),
+        }
+        .expect("write");
+        out
+    }
+
+    #[test]
+    fn udp_over_vlan() {
+        let f = udp_frame(Some(10));
+        let mut k = FlowKey::ZERO;
+        let p = extract(&f, 3, &mut k);
+        assert_eq!(p.note, ParseNote::Complete);
+        assert_eq!(k.in_port(), 3);
+        assert_eq!(k.vlan_tci(), 0x100a);
+        assert_eq!(k.dl_type(), 0x0800);
+        assert_eq!(k.nw_src(), 0xc612_0001);
+        assert_eq!(k.nw_proto(), 17);
+        assert_eq!((k.tp_src(), k.tp_dst()), (1234, 53));
+        assert_eq!(p.vlan, Some((0x8100, 10)));
+    }
+
+    #[test]
+    fn truncated_ipv4_keeps_l2() {
+        let f = udp_frame(None);
+        let mut k = FlowKey::ZERO;
+        let p = extract(&f[..30], 1, &mut k);
+        assert_eq!(p.note, ParseNote::Ipv4Invalid);
+        assert_eq!(k.dl_type(), 0x0800);
+        assert_eq!(k.nw_src(), 0);
+        assert_eq!(k.dl_src(), 0x0200_0000_0001);
+    }
+
+    #[test]
+    fn short_vlan_tag_is_not_parsed() {
+        let mut f = vec![0xffu8; 12];
+        f.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        let mut k = FlowKey::ZERO;
+        let p = extract(&f, 1, &mut k);
+        assert_eq!(p.note, ParseNote::VlanTruncated);
+        assert_eq!(k.dl_type(), 0x8100);
+        assert_eq!(k.vlan_tci(), 0);
+    }
+
+    #[test]
+    fn llc_frame_gets_dl_type_none() {
+        let mut f = vec![0x01, 0x80, 0xc2, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0x00, 0x26];
+        f.extend_from_slice(&[0x42, 0x42, 0x03, 0, 0, 0, 0, 0]);
+        let mut k = FlowKey::ZERO;
+        extract(&f, 1, &mut k);
+        assert_eq!(k.dl_type(), DL_TYPE_NONE);
+    }
+
+    #[test]
+    fn every_prefix_of_every_frame_is_safe() {
+        let mut frames = vec![udp_frame(None), udp_frame(Some(5))];
+        let mut v6 = Vec::new();
+        PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv6(
+                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+                64,
+            )
+            .tcp(1, 2, 3, 4)
+            .write(&mut v6, &[0; 10])
+            .expect("write");
+        frames.push(v6);
+        for f in frames {
+            for n in 0..=f.len() {
+                let mut k = FlowKey::ZERO;
+                let _ = extract(&f[..n], 1, &mut k);
+            }
+        }
+    }
+}

@@ -1,0 +1,1176 @@
+//! The switching pipeline: parse → tables (cache, classifier) → actions
+//! (NORMAL included) → egress queues.
+//!
+//! One [`Pipeline`] is one bridge's datapath, driven by one thread: it takes
+//! no locks and allocates nothing per frame (buffers come from its pool,
+//! scratch space is reused). Frames of a batch are handled strictly in
+//! order, so a batch of any size behaves like frames handled one by one —
+//! replay relies on that.
+//!
+//! Translation follows Open vSwitch's `xlate_actions`: actions change a
+//! *logical* flow (VLAN stack, MACs); the frame's bytes are brought in line
+//! ("committed") only when a copy is output, so `output:1,mod_vlan_vid:5,
+//! output:2` sends the original to port 1 and the tagged frame to port 2.
+//! The last output takes the frame's own buffer; earlier ones take copies.
+
+use std::collections::VecDeque;
+
+use crate::classifier::Rank;
+use crate::clock::Timestamp;
+use crate::emc::{Emc, NO_RULE};
+use crate::error::Error;
+use crate::flow::{Action, MatchSpec, Rule};
+use crate::key::{Field, FlowKey};
+use crate::mac::MacTable;
+use crate::packet::{Batch, BufPool, PacketBuf, BURST, MAX_FRAME};
+use crate::parse::consts::*;
+use crate::parse::{self, eth_type_vlan, ETH_HEADER_LEN};
+use crate::port::{Port, PortError};
+use crate::stats::{DropReason, PortStats, TableStats};
+use crate::table::{FlowTables, Installed, Removed};
+use crate::trace::{TraceEvent, Tracer};
+use crate::vlan::{PortVlan, Tag, Xvlan};
+
+/// Most nested resubmits (OVS: 64).
+pub const MAX_DEPTH: u8 = 64;
+/// Most resubmits per frame (OVS: 4096).
+pub const MAX_RESUBMITS: u32 = 4096;
+
+/// A port as the pipeline knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    /// Name (unique in the bridge).
+    pub name: String,
+    /// OpenFlow port number (unique, 1..0xff00).
+    pub ofport: u16,
+    /// VLAN configuration.
+    pub vlan: PortVlan,
+    /// MTU: frames longer than `mtu + 18` bytes (header, one tag) are
+    /// dropped on receive and on send. `None`: up to 9216-byte frames.
+    pub mtu: Option<u32>,
+}
+
+impl PortConfig {
+    /// A trunk port with no MTU limit.
+    pub fn new(name: &str, ofport: u16) -> Self {
+        PortConfig {
+            name: name.to_string(),
+            ofport,
+            vlan: PortVlan::default(),
+            mtu: None,
+        }
+    }
+
+    /// Largest frame the port passes.
+    pub fn max_frame(&self) -> usize {
+        match self.mtu {
+            Some(m) => (m as usize + ETH_HEADER_LEN + 4).min(MAX_FRAME),
+            None => MAX_FRAME,
+        }
+    }
+}
+
+/// Pipeline sizing.
+#[derive(Clone, Copy, Debug)]
+pub struct PipelineOptions {
+    /// MAC aging, seconds.
+    pub mac_aging_secs: u64,
+    /// MAC table size.
+    pub mac_max_entries: usize,
+    /// Frames one egress queue holds before dropping.
+    pub egress_limit: usize,
+    /// Spare packet buffers (beyond those in flight in batches).
+    pub pool_buffers: usize,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            mac_aging_secs: crate::mac::DEFAULT_AGING_SECS,
+            mac_max_entries: crate::mac::DEFAULT_MAX_ENTRIES,
+            egress_limit: 1024,
+            pool_buffers: 2048,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PortState {
+    cfg: PortConfig,
+    max_frame: usize,
+    stats: PortStats,
+    egress: VecDeque<PacketBuf>,
+}
+
+/// A rule that left the tables by timeout, with its final counters.
+#[derive(Clone, Debug)]
+pub struct RemovedRule {
+    /// The rule and its counters.
+    pub rule: Installed,
+    /// Why.
+    pub why: Removed,
+    /// When it was removed.
+    pub at: Timestamp,
+}
+
+/// Per-frame translation state.
+struct Xlate {
+    key: FlowKey,
+    vlans: [Tag; 2],
+    base_vlans: [Tag; 2],
+    macs_dirty: bool,
+    in_len: usize,
+    now: Timestamp,
+    table: u8,
+    depth: u8,
+    resubmits: u32,
+    outputs: u32,
+    reason: DropReason,
+    error: Option<DropReason>,
+    queue: u32,
+    pending: Option<u16>,
+}
+
+/// One bridge's datapath.
+#[derive(Debug)]
+pub struct Pipeline {
+    ports: Vec<PortState>,
+    by_ofport: Vec<u16>,
+    tables: FlowTables,
+    emc: Emc,
+    mac: MacTable,
+    pool: BufPool,
+    opts: PipelineOptions,
+    emitted: Vec<u16>,
+    removed: Vec<RemovedRule>,
+    /// Frames whose metadata named no port (a driver bug; counted, never panics).
+    pub unknown_port: u64,
+}
+
+/// How many timed-out rules the pipeline remembers.
+const REMOVED_LOG: usize = 4096;
+
+/// True for the destinations a bridge must never forward (OVS
+/// `eth_addr_is_reserved`: IEEE 802.1D/Q reserved, Extreme, Cisco).
+#[inline]
+pub fn is_reserved_mac(mac: u64) -> bool {
+    if mac & 0xffff_ffff_fff0 == 0x0180_c200_0000 {
+        return true;
+    }
+    if mac & 0xffff_ffff_fff8 == 0x0100_0ccc_ccc0 {
+        return true;
+    }
+    matches!(
+        mac,
+        0x00e0_2b00_0000
+            | 0x00e0_2b00_0004
+            | 0x00e0_2b00_0006
+            | 0x0100_0c00_0000
+            | 0x0100_0ccc_cccc
+            | 0x0100_0ccc_cccd
+            | 0x0100_0ccd_cdcd
+    )
+}
+
+impl Pipeline {
+    /// A pipeline for `ports`, with no rules.
+    pub fn new(ports: Vec<PortConfig>, opts: PipelineOptions) -> Result<Self, Error> {
+        let mut p = Pipeline {
+            ports: Vec::new(),
+            by_ofport: Vec::new(),
+            tables: FlowTables::new(),
+            emc: Emc::new(),
+            mac: MacTable::with_limits(opts.mac_aging_secs, opts.mac_max_entries),
+            pool: BufPool::new(opts.pool_buffers + BURST),
+            opts,
+            emitted: Vec::with_capacity(64),
+            removed: Vec::new(),
+            unknown_port: 0,
+        };
+        for c in ports {
+            p.add_port(c)?;
+        }
+        Ok(p)
+    }
+
+    /// Adds a port; returns its index.
+    pub fn add_port(&mut self, cfg: PortConfig) -> Result<u16, Error> {
+        if cfg.ofport == 0 || cfg.ofport >= crate::flow::action::OFPP_MAX {
+            return Err(Error::Invalid(format!(
+                "port {}: ofport {} is out of range (1-{})",
+                cfg.name,
+                cfg.ofport,
+                crate::flow::action::OFPP_MAX - 1
+            )));
+        }
+        if let Some(o) = self.ports.iter().find(|p| p.cfg.name == cfg.name) {
+            return Err(Error::Invalid(format!(
+                "port name {} is used twice (ofports {} and {})",
+                cfg.name, o.cfg.ofport, cfg.ofport
+            )));
+        }
+        if let Some(o) = self.ports.iter().find(|p| p.cfg.ofport == cfg.ofport) {
+            return Err(Error::Invalid(format!(
+                "ofport {} is used by both {} and {}",
+                cfg.ofport, o.cfg.name, cfg.name
+            )));
+        }
+        if let Some(m) = cfg.mtu {
+            if !(68..=(MAX_FRAME - 18) as u32).contains(&m) {
+                return Err(Error::Invalid(format!(
+                    "port {}: mtu {m} is out of range (68-{})",
+                    cfg.name,
+                    MAX_FRAME - 18
+                )));
+            }
+        }
+        let idx = self.ports.len() as u16;
+        let of = cfg.ofport as usize;
+        if self.by_ofport.len() <= of {
+            self.by_ofport.resize(of + 1, u16::MAX);
+        }
+        self.by_ofport[of] = idx;
+        self.ports.push(PortState {
+            max_frame: cfg.max_frame(),
+            cfg,
+            stats: PortStats::default(),
+            egress: VecDeque::with_capacity(self.opts.egress_limit.min(4096)),
+        });
+        // Room for every port to hold a burst of copies.
+        for _ in 0..BURST {
+            self.pool.put(PacketBuf::new());
+        }
+        Ok(idx)
+    }
+
+    /// Number of ports.
+    pub fn n_ports(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// A port's configuration.
+    pub fn port_config(&self, idx: u16) -> Option<&PortConfig> {
+        self.ports.get(idx as usize).map(|p| &p.cfg)
+    }
+
+    /// A port's counters.
+    pub fn port_stats(&self, idx: u16) -> Option<&PortStats> {
+        self.ports.get(idx as usize).map(|p| &p.stats)
+    }
+
+    /// The index of the port numbered `ofport`.
+    #[inline(always)]
+    pub fn port_index(&self, ofport: u16) -> Option<u16> {
+        match self.by_ofport.get(ofport as usize) {
+            Some(&i) if i != u16::MAX => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The index of the port called `name`.
+    pub fn port_by_name(&self, name: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.cfg.name == name)
+            .map(|i| i as u16)
+    }
+
+    /// Resolves port names for flow parsing.
+    pub fn port_names(&self) -> impl Fn(&str) -> Option<u16> + '_ {
+        move |n: &str| {
+            self.ports
+                .iter()
+                .find(|p| p.cfg.name == n)
+                .map(|p| p.cfg.ofport)
+        }
+    }
+
+    /// Installs a rule at time `now`.
+    pub fn add_rule(&mut self, rule: Rule, now: Timestamp) -> u32 {
+        let (id, _) = self.tables.add(rule, now);
+        self.emc.invalidate();
+        id
+    }
+
+    /// Removes every rule.
+    pub fn clear_rules(&mut self) {
+        self.tables.clear();
+        self.emc.invalidate();
+    }
+
+    /// Deletes the rules `spec` selects (see [`FlowTables::select`]);
+    /// returns how many.
+    pub fn delete_rules(&mut self, spec: &MatchSpec, strict: bool) -> usize {
+        let ids = self.tables.select(spec, strict);
+        for &id in &ids {
+            self.tables.remove(id);
+        }
+        if !ids.is_empty() {
+            self.emc.invalidate();
+        }
+        ids.len()
+    }
+
+    /// The installed rules in dump order.
+    pub fn rules(&self) -> Vec<(u32, &Installed)> {
+        self.tables.iter_sorted()
+    }
+
+    /// Rules removed by timeouts so far (the most recent few thousand).
+    pub fn removed_rules(&self) -> &[RemovedRule] {
+        &self.removed
+    }
+
+    /// The flow tables.
+    pub fn tables(&self) -> &FlowTables {
+        &self.tables
+    }
+
+    /// Per-table lookup counters (index = table id).
+    pub fn table_stats(&self) -> &[TableStats] {
+        &self.tables.table_stats
+    }
+
+    /// The MAC learning table.
+    pub fn mac_table(&self) -> &MacTable {
+        &self.mac
+    }
+
+    /// Forgets all learned MACs.
+    pub fn flush_macs(&mut self) {
+        self.mac.flush();
+    }
+
+    /// Exact-match cache (hits, misses).
+    pub fn emc_stats(&self) -> (u64, u64) {
+        (self.emc.hits, self.emc.misses)
+    }
+
+    /// Runs timeouts (rule expiry, MAC aging) up to `now`. Called for every
+    /// frame; call it when idle too so timeouts fire without traffic.
+    pub fn run_timers(&mut self, now: Timestamp) -> usize {
+        let mut n = 0;
+        if now >= self.tables.next_deadline() {
+            let gone = self.tables.expire(now);
+            n = gone.len();
+            if n > 0 {
+                self.emc.invalidate();
+                for (rule, why) in gone {
+                    if self.removed.len() >= REMOVED_LOG {
+                        self.removed.remove(0);
+                    }
+                    self.removed.push(RemovedRule { rule, why, at: now });
+                }
+            }
+        }
+        self.mac.run(now.secs());
+        n
+    }
+
+    /// Switches every frame in `batch`, in order, leaving outputs in the
+    /// egress queues (send them with [`Pipeline::flush_port`]).
+    pub fn process<T: Tracer>(&mut self, batch: &mut Batch, t: &mut T) {
+        for i in 0..batch.len() {
+            self.process_one(batch, i, t);
+        }
+    }
+
+    #[inline]
+    fn drop_on(&mut self, port: usize, r: DropReason) {
+        self.ports[port].stats.drops.add(r, 1);
+    }
+
+    #[inline]
+    fn process_one<T: Tracer>(&mut self, batch: &mut Batch, i: usize, t: &mut T) {
+        let (meta, len) = {
+            let p = &batch.frames()[i];
+            (p.meta, p.len())
+        };
+        let in_idx = meta.port as usize;
+        if in_idx >= self.ports.len() {
+            self.unknown_port += 1;
+            return;
+        }
+        let now = meta.ts;
+        let expired = self.run_timers(now);
+        if T::ENABLED {
+            if expired > 0 {
+                t.record(TraceEvent::Expired { count: expired });
+            }
+            t.record(TraceEvent::Received {
+                port: meta.port,
+                len,
+                ts: now,
+            });
+        }
+        let port = &mut self.ports[in_idx];
+        port.stats.rx_packets += 1;
+        port.stats.rx_bytes += len as u64;
+        let early = if len < ETH_HEADER_LEN {
+            Some(DropReason::Runt)
+        } else if len > port.max_frame {
+            Some(DropReason::RxMtu)
+        } else {
+            None
+        };
+        if let Some(r) = early {
+            port.stats.drops.add(r, 1);
+            if T::ENABLED {
+                t.record(TraceEvent::Dropped { reason: r });
+            }
+            return;
+        }
+        let ofport = port.cfg.ofport;
+        let pkt = &mut batch.frames_mut()[i];
+        let mut key = FlowKey::ZERO;
+        let parsed = parse::extract(pkt.data(), ofport, &mut key);
+        port.stats.malformed.add(parsed.note);
+        if T::ENABLED {
+            t.record(TraceEvent::Parsed {
+                key,
+                note: parsed.note,
+            });
+        }
+        let tag0 = match parsed.vlan {
+            Some((tpid, tci)) => Tag {
+                tpid,
+                tci: tci | VLAN_CFI,
+            },
+            None => Tag::default(),
+        };
+        let mut x = Xlate {
+            key,
+            vlans: [tag0, Tag::default()],
+            base_vlans: [tag0, Tag::default()],
+            macs_dirty: false,
+            in_len: len,
+            now,
+            table: 0,
+            depth: 0,
+            resubmits: 0,
+            outputs: 0,
+            reason: DropReason::ActionDrop,
+            error: None,
+            queue: 0,
+            pending: None,
+        };
+        self.emitted.clear();
+        self.xlate_table(0, &mut x, pkt, t);
+
+        if let Some(err) = x.error {
+            // OVS discards the whole translation: take back queued copies.
+            for k in (0..self.emitted.len()).rev() {
+                let p = self.emitted[k] as usize;
+                if let Some(b) = self.ports[p].egress.pop_back() {
+                    self.pool.put(b);
+                }
+            }
+            self.drop_on(in_idx, err);
+            if T::ENABLED {
+                t.record(TraceEvent::Dropped { reason: err });
+            }
+            return;
+        }
+        if let Some(out) = x.pending {
+            self.enqueue_last(batch, i, out as usize, x.queue, t);
+        }
+        if x.outputs == 0 {
+            self.drop_on(in_idx, x.reason);
+            if T::ENABLED {
+                t.record(TraceEvent::Dropped { reason: x.reason });
+            }
+        }
+    }
+
+    /// Checks egress limits; on failure counts the drop and returns false.
+    #[inline]
+    fn egress_ok<T: Tracer>(&mut self, out: usize, len: usize, t: &mut T) -> bool {
+        let p = &mut self.ports[out];
+        let r = if len > p.max_frame {
+            DropReason::TxMtu
+        } else if p.egress.len() >= self.opts.egress_limit {
+            DropReason::QueueFull
+        } else if self.pool.available() == 0 {
+            DropReason::NoBuffer
+        } else {
+            return true;
+        };
+        p.stats.drops.add(r, 1);
+        if T::ENABLED {
+            t.record(TraceEvent::EgressDrop {
+                port: out as u16,
+                reason: r,
+            });
+        }
+        false
+    }
+
+    /// Queues the frame's own buffer on `out` (the last output).
+    #[inline]
+    fn enqueue_last<T: Tracer>(
+        &mut self,
+        batch: &mut Batch,
+        i: usize,
+        out: usize,
+        queue: u32,
+        t: &mut T,
+    ) {
+        let len = batch.frames()[i].len();
+        if !self.egress_ok(out, len, t) {
+            return;
+        }
+        if let Some(fresh) = self.pool.take() {
+            let mut b = batch.swap_out(i, fresh);
+            b.meta.queue = queue;
+            self.ports[out].egress.push_back(b);
+        }
+    }
+
+    /// Queues a copy of the frame on `out`.
+    #[inline]
+    fn enqueue_copy<T: Tracer>(&mut self, out: usize, pkt: &PacketBuf, queue: u32, t: &mut T) {
+        if !self.egress_ok(out, pkt.len(), t) {
+            return;
+        }
+        if let Some(mut b) = self.pool.take() {
+            b.copy_from(pkt);
+            b.meta.queue = queue;
+            self.ports[out].egress.push_back(b);
+            self.emitted.push(out as u16);
+        }
+    }
+
+    fn xlate_table<T: Tracer>(&mut self, table: u8, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
+        if x.depth >= MAX_DEPTH || x.resubmits >= MAX_RESUBMITS {
+            x.error = Some(DropReason::ResubmitLimit);
+            return;
+        }
+        let hash = x.key.hash64();
+        let (rule, cached) = match self.emc.lookup(table, &x.key, hash) {
+            Some(r) => (r, true),
+            None => {
+                let r = self.tables.lookup(table, &x.key).unwrap_or(NO_RULE);
+                self.emc.insert(table, &x.key, hash, r);
+                (r, false)
+            }
+        };
+        let ts = &mut self.tables.table_stats[table as usize];
+        ts.lookups += 1;
+        if rule == NO_RULE {
+            if T::ENABLED {
+                t.record(TraceEvent::Lookup {
+                    table,
+                    depth: x.depth,
+                    rule: None,
+                    cached,
+                });
+            }
+            if x.depth == 0 {
+                x.reason = DropReason::TableMiss;
+            }
+            return;
+        }
+        ts.matched += 1;
+        self.tables.hit(rule, x.in_len, x.now);
+        let n = self.tables.get(rule).map_or(0, |r| r.rule.actions.len());
+        if T::ENABLED {
+            if let Some(r) = self.tables.get(rule) {
+                t.record(TraceEvent::Lookup {
+                    table,
+                    depth: x.depth,
+                    rule: Some((rule, r.rule.priority, r.rule.cookie, r.rule.to_string())),
+                    cached,
+                });
+            }
+        }
+        let saved = x.table;
+        x.table = table;
+        x.depth += 1;
+        for ai in 0..n {
+            let Some(a) = self
+                .tables
+                .get(rule)
+                .and_then(|r| r.rule.actions.get(ai))
+                .copied()
+            else {
+                break;
+            };
+            if x.error.is_some() {
+                break;
+            }
+            if T::ENABLED {
+                t.record(TraceEvent::Action {
+                    depth: x.depth - 1,
+                    text: a.to_string(),
+                });
+            }
+            self.do_action(a, x, pkt, t);
+        }
+        x.depth -= 1;
+        x.table = saved;
+    }
+
+    #[inline]
+    fn sync_tci(x: &mut Xlate) {
+        let tci = if x.vlans[0].present() {
+            x.vlans[0].tci
+        } else {
+            0
+        };
+        x.key.set(Field::VlanTci, tci as u64);
+    }
+
+    fn skip<T: Tracer>(x: &mut Xlate, r: DropReason, t: &mut T) {
+        x.reason = r;
+        if T::ENABLED {
+            t.record(TraceEvent::Skip { reason: r });
+        }
+    }
+
+    fn do_action<T: Tracer>(&mut self, a: Action, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
+        match a {
+            Action::Output(p) => {
+                if p == x.key.in_port() {
+                    Self::skip(x, DropReason::OutputToInPort, t);
+                } else {
+                    match self.port_index(p) {
+                        Some(idx) => self.emit(idx as usize, x, pkt, t),
+                        None => Self::skip(x, DropReason::NoSuchPort, t),
+                    }
+                }
+            }
+            Action::InPort => match self.port_index(x.key.in_port()) {
+                Some(idx) => self.emit(idx as usize, x, pkt, t),
+                None => Self::skip(x, DropReason::NoSuchPort, t),
+            },
+            Action::Flood | Action::All => {
+                let in_of = x.key.in_port();
+                let before = x.outputs;
+                for idx in 0..self.ports.len() {
+                    if self.ports[idx].cfg.ofport != in_of {
+                        self.emit(idx, x, pkt, t);
+                    }
+                }
+                if x.outputs == before {
+                    Self::skip(x, DropReason::NoFloodPort, t);
+                }
+            }
+            Action::Normal => self.normal(x, pkt, t),
+            Action::SetVlanVid(v) => {
+                let t0 = &mut x.vlans[0];
+                if t0.tpid == 0 {
+                    t0.tpid = ETH_TYPE_VLAN;
+                }
+                t0.tci = (t0.tci & !VLAN_VID_MASK) | (v & VLAN_VID_MASK) | VLAN_CFI;
+                Self::sync_tci(x);
+            }
+            Action::SetVlanPcp(p) => {
+                let t0 = &mut x.vlans[0];
+                if t0.tpid == 0 {
+                    t0.tpid = ETH_TYPE_VLAN;
+                }
+                t0.tci = (t0.tci & !VLAN_PCP_MASK) | ((p as u16 & 7) << 13) | VLAN_CFI;
+                Self::sync_tci(x);
+            }
+            Action::StripVlan => {
+                x.vlans[0] = x.vlans[1];
+                x.vlans[1] = Tag::default();
+                Self::sync_tci(x);
+            }
+            Action::PushVlan(tpid) => {
+                x.vlans[1] = x.vlans[0];
+                x.vlans[0] = Tag {
+                    tpid,
+                    tci: VLAN_CFI,
+                };
+                Self::sync_tci(x);
+            }
+            Action::SetDlSrc(m) => {
+                x.key.set(Field::DlSrc, m);
+                x.macs_dirty = true;
+            }
+            Action::SetDlDst(m) => {
+                x.key.set(Field::DlDst, m);
+                x.macs_dirty = true;
+            }
+            Action::SetQueue(q) => x.queue = q,
+            Action::Resubmit { in_port, table } => {
+                x.resubmits += 1;
+                let old = x.key.in_port();
+                if let Some(p) = in_port {
+                    x.key.set(Field::InPort, p as u64);
+                }
+                let tb = table.unwrap_or(x.table);
+                self.xlate_table(tb, x, pkt, t);
+                x.key.set(Field::InPort, old as u64);
+            }
+            Action::GotoTable(tb) => {
+                x.resubmits += 1;
+                self.xlate_table(tb, x, pkt, t);
+            }
+        }
+    }
+
+    /// Outputs the frame as the logical flow says it should look now.
+    #[inline]
+    fn emit<T: Tracer>(&mut self, out: usize, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
+        if let Some(p) = x.pending.take() {
+            self.enqueue_copy(p as usize, pkt, x.queue, t);
+        }
+        Self::commit(x, pkt);
+        x.pending = Some(out as u16);
+        x.outputs += 1;
+        if T::ENABLED {
+            let tci = if x.base_vlans[0].present() {
+                x.base_vlans[0].tci & !VLAN_CFI
+            } else {
+                0
+            };
+            t.record(TraceEvent::Output {
+                port: out as u16,
+                len: pkt.len(),
+                tci,
+            });
+        }
+    }
+
+    /// Brings the frame's bytes in line with the logical flow (OVS
+    /// `commit_vlan_action` and the Ethernet rewrite): pop the tags that
+    /// differ, push the wanted ones (with DEI cleared), rewrite MACs.
+    #[inline]
+    fn commit(x: &mut Xlate, pkt: &mut PacketBuf) {
+        if x.vlans != x.base_vlans {
+            let count = |v: &[Tag; 2]| v.iter().take_while(|t| t.present()).count();
+            let mut bn = count(&x.base_vlans);
+            let mut fnn = count(&x.vlans);
+            while bn > 0 && fnn > 0 && x.base_vlans[bn - 1] == x.vlans[fnn - 1] {
+                bn -= 1;
+                fnn -= 1;
+            }
+            for _ in 0..bn {
+                pkt.pop_vlan();
+            }
+            for i in (0..fnn).rev() {
+                pkt.push_vlan(x.vlans[i].tpid, x.vlans[i].tci & !VLAN_CFI);
+            }
+            x.base_vlans = x.vlans;
+        }
+        if x.macs_dirty {
+            let d = pkt.data_mut();
+            if d.len() >= 12 {
+                d[0..6].copy_from_slice(&crate::key::mac_to_bytes(x.key.dl_dst()));
+                d[6..12].copy_from_slice(&crate::key::mac_to_bytes(x.key.dl_src()));
+            }
+            x.macs_dirty = false;
+        }
+    }
+
+    /// The NORMAL action (OVS `xlate_normal`).
+    fn normal<T: Tracer>(&mut self, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
+        let Some(in_idx) = self.port_index(x.key.in_port()) else {
+            return Self::skip(x, DropReason::NoSuchPort, t);
+        };
+        let in_idx = in_idx as usize;
+        if eth_type_vlan(x.key.dl_type()) && !x.vlans[0].present() {
+            return Self::skip(x, DropReason::PartialVlanTag, t);
+        }
+        let in_x = Xvlan::extract(&x.vlans);
+        let pv = &self.ports[in_idx].cfg.vlan;
+        if !pv.input_vid_valid(in_x.v[0].vid) {
+            return Self::skip(x, DropReason::VlanNotAllowed, t);
+        }
+        let xv = pv.input_translate(&in_x);
+        let vlan = xv.v[0].vid;
+        if T::ENABLED {
+            t.record(TraceEvent::NormalVlan { vlan });
+        }
+        let dst = x.key.dl_dst();
+        if is_reserved_mac(dst) {
+            return Self::skip(x, DropReason::ReservedMulticast, t);
+        }
+        let src = x.key.dl_src();
+        let (res, evicted) = self.mac.learn(src, vlan, in_idx as u16, x.now.secs());
+        if T::ENABLED {
+            t.record(TraceEvent::Learn {
+                vlan,
+                mac: src,
+                port: in_idx as u16,
+                result: res,
+                evicted,
+            });
+        }
+        let found = self.mac.lookup(dst, vlan);
+        if T::ENABLED && !crate::mac::is_multicast(dst) {
+            t.record(TraceEvent::MacLookup {
+                vlan,
+                mac: dst,
+                port: found,
+            });
+        }
+        match found {
+            Some(out) if out as usize != in_idx => self.output_normal(out as usize, &xv, x, pkt, t),
+            Some(_) => Self::skip(x, DropReason::LearnedOnInPort, t),
+            None => {
+                if T::ENABLED {
+                    t.record(TraceEvent::Flood { vlan });
+                }
+                let before = x.outputs;
+                for idx in 0..self.ports.len() {
+                    if idx != in_idx && self.ports[idx].cfg.vlan.includes(&xv) {
+                        self.output_normal(idx, &xv, x, pkt, t);
+                    }
+                }
+                if x.outputs == before {
+                    Self::skip(x, DropReason::NoFloodPort, t);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn output_normal<T: Tracer>(
+        &mut self,
+        out: usize,
+        xv: &Xvlan,
+        x: &mut Xlate,
+        pkt: &mut PacketBuf,
+        t: &mut T,
+    ) {
+        let old = x.vlans;
+        let ox = self.ports[out].cfg.vlan.output_translate(xv);
+        ox.put(&mut x.vlans);
+        self.emit(out, x, pkt, t);
+        x.vlans = old;
+    }
+
+    /// Frames waiting to be sent on port `idx`.
+    pub fn egress_len(&self, idx: u16) -> usize {
+        self.ports.get(idx as usize).map_or(0, |p| p.egress.len())
+    }
+
+    /// Sends what is queued for port `idx` through `port`, in bursts.
+    /// Frames the port does not take now stay queued. On a port error the
+    /// queue is dropped (counted as `tx_error`) and the error returned.
+    pub fn flush_port(&mut self, idx: u16, port: &mut dyn Port) -> Result<usize, PortError> {
+        let Some(ps) = self.ports.get_mut(idx as usize) else {
+            return Ok(0);
+        };
+        let mut sent = 0;
+        while !ps.egress.is_empty() {
+            let (a, _) = ps.egress.as_slices();
+            let chunk = a.len().min(BURST);
+            match port.tx_burst(&a[..chunk]) {
+                Ok(n) => {
+                    let n = n.min(chunk);
+                    for _ in 0..n {
+                        if let Some(b) = ps.egress.pop_front() {
+                            ps.stats.tx_packets += 1;
+                            ps.stats.tx_bytes += b.len() as u64;
+                            self.pool.put(b);
+                        }
+                    }
+                    sent += n;
+                    if n < chunk {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let dropped = ps.egress.len() as u64;
+                    ps.stats.drops.add(DropReason::TxError, dropped);
+                    while let Some(b) = ps.egress.pop_front() {
+                        self.pool.put(b);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Rank of a rule (for ordering in reports).
+    pub fn rule_rank(&self, id: u32) -> Option<Rank> {
+        self.tables.get(id).map(|r| r.rank)
+    }
+}
+
+/// Formats a rule like `ovs-ofctl dump-flows` does, counters included.
+pub fn dump_flow(r: &Installed, now: Timestamp) -> String {
+    let dur = now.since(r.stats.installed);
+    let mut s = format!(
+        " cookie={:#x}, duration={}.{:03}s, table={}, n_packets={}, n_bytes={}, ",
+        r.rule.cookie,
+        dur / 1_000_000_000,
+        (dur % 1_000_000_000) / 1_000_000,
+        r.rule.table,
+        r.stats.packets,
+        r.stats.bytes
+    );
+    if r.rule.idle_timeout > 0 {
+        s.push_str(&format!("idle_timeout={}, ", r.rule.idle_timeout));
+    }
+    if r.rule.hard_timeout > 0 {
+        s.push_str(&format!("hard_timeout={}, ", r.rule.hard_timeout));
+    }
+    s.push_str(&format!(
+        "idle_age={}, ",
+        now.since(r.stats.last_used) / 1_000_000_000
+    ));
+    let m = crate::flow::syntax::format_match(&r.rule.matches, r.rule.priority);
+    s.push_str(&m);
+    if !m.is_empty() {
+        s.push(' ');
+    }
+    s.push_str(&format!(
+        "actions={}",
+        crate::flow::Actions(&r.rule.actions)
+    ));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::parse_flow;
+    use crate::port::memory::MemoryPort;
+    use crate::trace::{NoTrace, TraceLog};
+    use crate::vlan::VlanMode;
+
+    fn frame(dst: u64, src: u64, vlan: Option<(u16, u16)>, ethertype: u16) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&crate::key::mac_to_bytes(dst));
+        f.extend_from_slice(&crate::key::mac_to_bytes(src));
+        if let Some((vid, pcp)) = vlan {
+            f.extend_from_slice(&0x8100u16.to_be_bytes());
+            f.extend_from_slice(&((pcp << 13) | vid).to_be_bytes());
+        }
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.resize(f.len() + 46, 0xab);
+        f
+    }
+
+    struct Rig {
+        p: Pipeline,
+        ports: Vec<MemoryPort>,
+        batch: Batch,
+    }
+
+    impl Rig {
+        fn new(cfgs: Vec<PortConfig>, rules: &[&str]) -> Rig {
+            let ports = cfgs.iter().map(|c| MemoryPort::new(&c.name)).collect();
+            let mut p = Pipeline::new(cfgs, PipelineOptions::default()).expect("pipeline");
+            if rules.is_empty() {
+                p.add_rule(Rule::default_normal(), Timestamp(0));
+            }
+            for r in rules {
+                p.add_rule(parse_flow(r, &()).expect("rule"), Timestamp(0));
+            }
+            Rig {
+                p,
+                ports,
+                batch: Batch::new(BURST),
+            }
+        }
+
+        /// Sends one frame in on port index `i` at second `s`; returns what
+        /// each port sent.
+        fn send(&mut self, i: u16, s: u64, f: &[u8]) -> Vec<Vec<Vec<u8>>> {
+            self.batch.clear();
+            self.batch.push_frame(
+                f,
+                crate::packet::PacketMeta {
+                    port: i,
+                    ts: Timestamp::from_secs(s),
+                    queue: 0,
+                },
+            );
+            self.p.process(&mut self.batch, &mut NoTrace);
+            let mut out = Vec::new();
+            for (k, port) in self.ports.iter_mut().enumerate() {
+                self.p.flush_port(k as u16, port).expect("flush");
+                out.push(port.take_sent().into_iter().map(|(_, f)| f).collect());
+            }
+            out
+        }
+    }
+
+    fn ports3() -> Vec<PortConfig> {
+        vec![
+            PortConfig::new("p1", 1),
+            PortConfig::new("p2", 2),
+            PortConfig::new("p3", 3),
+        ]
+    }
+
+    const A: u64 = 0x0200_0000_000a;
+    const B: u64 = 0x0200_0000_000b;
+    const BCAST: u64 = 0xffff_ffff_ffff;
+
+    #[test]
+    fn normal_floods_then_learns() {
+        let mut r = Rig::new(ports3(), &[]);
+        let o = r.send(0, 1, &frame(B, A, None, 0x0800));
+        assert_eq!((o[0].len(), o[1].len(), o[2].len()), (0, 1, 1));
+        let o = r.send(1, 2, &frame(A, B, None, 0x0800));
+        assert_eq!((o[0].len(), o[1].len(), o[2].len()), (1, 0, 0));
+        // Learned on the input port: dropped.
+        let o = r.send(0, 3, &frame(A, B, None, 0x0800));
+        assert!(o.iter().all(|v| v.is_empty()));
+        assert_eq!(
+            r.p.port_stats(0)
+                .map(|s| s.drops.get(DropReason::LearnedOnInPort)),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn access_to_trunk_tags_and_back() {
+        let mut c = ports3();
+        c[0].vlan = PortVlan::access(10);
+        c[1].vlan = PortVlan::access(20);
+        let mut r = Rig::new(c, &[]);
+        let o = r.send(0, 1, &frame(BCAST, A, None, 0x0800));
+        assert!(o[1].is_empty(), "other access VLAN must not see it");
+        assert_eq!(&o[2][0][12..16], &[0x81, 0x00, 0x00, 0x0a]);
+        // Tagged VLAN 10 from the trunk reaches the access port untagged.
+        let o = r.send(2, 2, &frame(A, B, Some((10, 3)), 0x0800));
+        assert_eq!(o[0], vec![frame(A, B, None, 0x0800)]);
+        // VLAN 20 broadcast from the trunk reaches only p2.
+        let o = r.send(2, 3, &frame(BCAST, B, Some((20, 0)), 0x0800));
+        assert_eq!((o[0].len(), o[1].len()), (0, 1));
+        // A tagged frame on an access port is refused.
+        let o = r.send(0, 4, &frame(BCAST, A, Some((10, 0)), 0x0800));
+        assert!(o.iter().all(|v| v.is_empty()));
+        assert_eq!(
+            r.p.port_stats(0)
+                .map(|s| s.drops.get(DropReason::VlanNotAllowed)),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn native_untagged_pops_native_vlan() {
+        let mut c = ports3();
+        c[0].vlan =
+            PortVlan::new(Some(VlanMode::NativeUntagged), Some(10), Some(&[10, 20])).expect("vlan");
+        let mut r = Rig::new(c, &[]);
+        let o = r.send(2, 1, &frame(BCAST, A, Some((10, 0)), 0x0800));
+        assert_eq!(o[0], vec![frame(BCAST, A, None, 0x0800)]);
+        let o = r.send(2, 2, &frame(BCAST, A, Some((20, 0)), 0x0800));
+        assert_eq!(o[0], vec![frame(BCAST, A, Some((20, 0)), 0x0800)]);
+    }
+
+    #[test]
+    fn reserved_multicast_is_not_forwarded_or_learned() {
+        let mut r = Rig::new(ports3(), &[]);
+        let o = r.send(0, 1, &frame(0x0180_c200_0000, A, None, 0x0026));
+        assert!(o.iter().all(|v| v.is_empty()));
+        assert!(r.p.mac_table().is_empty());
+    }
+
+    #[test]
+    fn actions_apply_in_order() {
+        let mut r = Rig::new(
+            ports3(),
+            &["in_port=1,actions=output:2,mod_vlan_vid:5,output:3"],
+        );
+        let f = frame(B, A, None, 0x0800);
+        let o = r.send(0, 1, &f);
+        assert_eq!(o[1], vec![f.clone()]);
+        assert_eq!(o[2], vec![frame(B, A, Some((5, 0)), 0x0800)]);
+    }
+
+    #[test]
+    fn strip_push_and_macs() {
+        let mut r = Rig::new(
+            ports3(),
+            &[
+                "in_port=1,actions=strip_vlan,mod_dl_src:02:00:00:00:00:99,output:2",
+                "in_port=2,actions=push_vlan:0x88a8,output:3",
+            ],
+        );
+        let o = r.send(0, 1, &frame(B, A, Some((7, 2)), 0x0800));
+        assert_eq!(o[1], vec![frame(B, 0x0200_0000_0099, None, 0x0800)]);
+        let o = r.send(1, 1, &frame(B, A, None, 0x0800));
+        let mut want = frame(B, A, None, 0x0800);
+        want.splice(12..12, [0x88, 0xa8, 0, 0]);
+        assert_eq!(o[2], vec![want]);
+    }
+
+    #[test]
+    fn resubmit_loop_drops_everything() {
+        let mut r = Rig::new(ports3(), &["in_port=1,actions=output:2,resubmit(,0)"]);
+        let o = r.send(0, 1, &frame(B, A, None, 0x0800));
+        assert!(o.iter().all(|v| v.is_empty()));
+        assert_eq!(
+            r.p.port_stats(0)
+                .map(|s| s.drops.get(DropReason::ResubmitLimit)),
+            Some(1)
+        );
+        assert_eq!(
+            r.p.pool.available(),
+            PipelineOptions::default().pool_buffers + BURST * 4
+        );
+    }
+
+    #[test]
+    fn counters_timeouts_and_mtu() {
+        let mut c = ports3();
+        c[2].mtu = Some(1500);
+        let mut r = Rig::new(
+            c,
+            &[
+                "idle_timeout=10,in_port=1,actions=output:3",
+                "priority=1,actions=drop",
+            ],
+        );
+        let big = vec![0u8; 2000];
+        let small = frame(B, A, None, 0x0800);
+        let o = r.send(0, 1, &small);
+        assert_eq!(o[2].len(), 1);
+        let o = r.send(0, 2, &big);
+        assert!(o[2].is_empty());
+        assert_eq!(
+            r.p.port_stats(2).map(|s| s.drops.get(DropReason::TxMtu)),
+            Some(1)
+        );
+        let rules = r.p.rules();
+        assert_eq!(rules[0].1.stats.packets, 2);
+        // Idle for 10 s from the last hit at t=2: gone at t=12.
+        r.send(1, 11, &small);
+        assert_eq!(r.p.rules().len(), 2);
+        r.send(1, 12, &small);
+        assert_eq!(r.p.rules().len(), 1);
+        assert_eq!(r.p.removed_rules().len(), 1);
+        let o = r.send(0, 13, &small);
+        assert!(o[2].is_empty());
+    }
+
+    #[test]
+    fn runts_and_table_miss_are_counted() {
+        let mut r = Rig::new(ports3(), &["in_port=2,actions=output:1"]);
+        r.send(0, 1, &[1, 2, 3]);
+        r.send(0, 1, &frame(B, A, None, 0x0800));
+        let s = r.p.port_stats(0).copied().expect("stats");
+        assert_eq!(s.drops.get(DropReason::Runt), 1);
+        assert_eq!(s.drops.get(DropReason::TableMiss), 1);
+        assert_eq!(s.rx_packets, 2);
+    }
+
+    #[test]
+    fn trace_tells_the_story() {
+        let mut r = Rig::new(ports3(), &[]);
+        r.batch.clear();
+        r.batch.push_frame(
+            &frame(BCAST, A, None, 0x0806),
+            crate::packet::PacketMeta::default(),
+        );
+        let mut log = TraceLog::default();
+        r.p.process(&mut r.batch, &mut log);
+        let names = |i: u16| format!("p{}", i + 1);
+        let text = crate::trace::render(&log.events, &names);
+        assert!(text.contains("table 0: matched priority=0"), "{text}");
+        assert!(text.contains("learned on port p1"), "{text}");
+        assert!(text.contains("flooding"), "{text}");
+        assert!(text.contains("output to port p3"), "{text}");
+    }
+}

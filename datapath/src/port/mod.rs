@@ -1,0 +1,78 @@
+//! Ports: where frames come from and go to.
+//!
+//! A [`Port`] receives and sends in bursts. The pipeline owns the packet
+//! buffers: `rx_burst` fills free slots of a [`Batch`] (copying into buffers
+//! the pipeline allocated up front), and `tx_burst` is handed buffers to send,
+//! which return to the pipeline's pool whether or not they were sent. So no
+//! backend allocates per frame, and a backend can never leak the pipeline's
+//! buffers.
+
+pub mod memory;
+pub mod pcap;
+
+use crate::clock::Clock;
+use crate::packet::{Batch, PacketBuf};
+
+/// A port backend failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// An I/O error.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The capture being read is damaged (frames before the damage were delivered).
+    #[error("{0}")]
+    Capture(#[from] crate::pcap::PcapError),
+    /// The underlying device is gone.
+    #[error("device is gone")]
+    Gone,
+}
+
+/// Counters a backend keeps for what it dropped or altered on its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackendStats {
+    /// Frames longer than 9216 bytes, dropped at receive.
+    pub rx_oversize: u64,
+    /// Captured frames shorter than they were on the wire (snap length);
+    /// they are switched as captured.
+    pub rx_snap_truncated: u64,
+    /// Records skipped because their capture interface is not Ethernet.
+    pub rx_not_ethernet: u64,
+    /// Frames the device refused to send.
+    pub tx_errors: u64,
+}
+
+/// A source and sink of Ethernet frames.
+pub trait Port {
+    /// The port's name.
+    fn name(&self) -> &str;
+
+    /// Fills free slots of `batch` with received frames, setting each frame's
+    /// `meta.port` to `port_index` and `meta.ts` to its arrival time (from
+    /// `clock` unless the backend knows better, as a capture does). Returns
+    /// how many frames were added; 0 means nothing is waiting.
+    fn rx_burst(
+        &mut self,
+        batch: &mut Batch,
+        port_index: u16,
+        clock: &dyn Clock,
+    ) -> Result<usize, PortError>;
+
+    /// Sends frames, in order; returns how many were accepted (the rest were
+    /// not sent now and may be offered again).
+    fn tx_burst(&mut self, frames: &[PacketBuf]) -> Result<usize, PortError>;
+
+    /// Makes everything sent so far durable or visible (e.g. flushes a file).
+    fn flush(&mut self) -> Result<(), PortError> {
+        Ok(())
+    }
+
+    /// The backend's own counters.
+    fn backend_stats(&self) -> BackendStats {
+        BackendStats::default()
+    }
+
+    /// True when no more frames will ever arrive (end of a capture file).
+    fn rx_exhausted(&self) -> bool {
+        false
+    }
+}

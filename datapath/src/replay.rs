@@ -1,0 +1,817 @@
+//! Offline replay: the pipeline run on capture files.
+//!
+//! A scenario directory holds `scenario.toml` (ports), optional `flows.txt`
+//! (rules; without it the only rule is `priority=0,actions=NORMAL`) and
+//! `in/<port>.pcap` (what each port receives). Frames from all ports are
+//! switched one at a time in timestamp order (ties: lower ofport, then file
+//! order), on the captures' clock. Every port gets `<port>.pcap` in the
+//! output directory, each frame stamped with the time of the input frame
+//! that caused it, plus `summary.json` and `summary.txt`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::{ManualClock, Timestamp};
+use crate::error::Error;
+use crate::flow::{parse_flow, Rule};
+use crate::packet::{Batch, PacketMeta, BURST};
+use crate::pipeline::{dump_flow, Pipeline, PipelineOptions, PortConfig};
+use crate::port::pcap::PcapPort;
+use crate::port::{BackendStats, Port};
+use crate::stats::{DropCounters, MalformedCounters};
+use crate::table::Removed;
+use crate::trace::{TraceEvent, TraceLog};
+use crate::vlan::{PortVlan, VlanMode};
+
+/// `scenario.toml`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    bridge: Option<BridgeFile>,
+    #[serde(default)]
+    port: Vec<toml::Spanned<PortFile>>,
+    #[serde(default)]
+    check: Option<CheckFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BridgeFile {
+    #[serde(default)]
+    mac_aging: Option<u64>,
+    #[serde(default)]
+    mac_table_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortFile {
+    name: String,
+    ofport: u16,
+    #[serde(default)]
+    vlan_mode: Option<VlanMode>,
+    #[serde(default)]
+    tag: Option<u16>,
+    #[serde(default)]
+    trunks: Option<Vec<u16>>,
+    #[serde(default)]
+    mtu: Option<u32>,
+}
+
+/// How the scenario's expected output was checked against Open vSwitch.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    /// Whether the OVS oracle can run this scenario.
+    #[serde(default = "yes")]
+    pub ovs: bool,
+    /// Why not, or what differs.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A loaded scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// One-line description, if given.
+    pub description: Option<String>,
+    /// Ports, in file order.
+    pub ports: Vec<PortConfig>,
+    /// Input capture per port (same order), if the port receives anything.
+    pub inputs: Vec<Option<PathBuf>>,
+    /// Rules, with the line each came from (0 for the default rule).
+    pub rules: Vec<(usize, Rule)>,
+    /// Pipeline options from `[bridge]`.
+    pub options: PipelineOptions,
+    /// The `[check]` table.
+    pub check: Option<CheckFile>,
+}
+
+fn line_col(text: &str, byte: usize) -> (usize, usize) {
+    let upto = &text[..byte.min(text.len())];
+    let line = upto.matches('\n').count() + 1;
+    let col = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+impl Scenario {
+    /// Reads `dir/scenario.toml`, `dir/flows.txt` and finds `dir/in/*.pcap`.
+    pub fn load(dir: &Path) -> Result<Scenario, Error> {
+        let toml_path = dir.join("scenario.toml");
+        let text = fs::read_to_string(&toml_path).map_err(|e| Error::io(&toml_path, e))?;
+        let cfg_err = |span: Option<std::ops::Range<usize>>, msg: String| {
+            let (line, col) = span.map_or((1, 1), |s| line_col(&text, s.start));
+            Error::Config {
+                path: toml_path.clone(),
+                line,
+                col,
+                msg,
+            }
+        };
+        let file: ScenarioFile =
+            toml::from_str(&text).map_err(|e| cfg_err(e.span(), e.message().trim().to_string()))?;
+        if file.port.is_empty() {
+            return Err(cfg_err(
+                None,
+                "no ports: add at least one [[port]] table with `name` and `ofport`".into(),
+            ));
+        }
+        let mut ports = Vec::new();
+        for sp in &file.port {
+            let span = sp.span();
+            let p = sp.get_ref();
+            if p.name.is_empty() || p.name.contains(['/', '\\']) || p.name.starts_with('.') {
+                return Err(cfg_err(
+                    Some(span),
+                    format!("port name `{}` cannot be used as a file name", p.name),
+                ));
+            }
+            let vlan = PortVlan::new(p.vlan_mode, p.tag, p.trunks.as_deref())
+                .map_err(|m| cfg_err(Some(span.clone()), format!("port {}: {m}", p.name)))?;
+            let cfg = PortConfig {
+                name: p.name.clone(),
+                ofport: p.ofport,
+                vlan,
+                mtu: p.mtu,
+            };
+            if let Some(o) = ports
+                .iter()
+                .find(|o: &&PortConfig| o.name == cfg.name || o.ofport == cfg.ofport)
+            {
+                return Err(cfg_err(
+                    Some(span),
+                    format!("port {} (ofport {}) clashes with port {} (ofport {}): names and ofports must be unique", cfg.name, cfg.ofport, o.name, o.ofport),
+                ));
+            }
+            // Let the pipeline's own checks speak (ofport and MTU ranges).
+            Pipeline::new(vec![cfg.clone()], PipelineOptions::default())
+                .map_err(|e| cfg_err(Some(span.clone()), e.to_string()))?;
+            ports.push(cfg);
+        }
+        let mut options = PipelineOptions::default();
+        if let Some(b) = &file.bridge {
+            if let Some(a) = b.mac_aging {
+                if a == 0 {
+                    return Err(cfg_err(
+                        None,
+                        "bridge.mac_aging must be at least 1 second".into(),
+                    ));
+                }
+                options.mac_aging_secs = a;
+            }
+            if let Some(s) = b.mac_table_size {
+                if s == 0 {
+                    return Err(cfg_err(
+                        None,
+                        "bridge.mac_table_size must be at least 1".into(),
+                    ));
+                }
+                options.mac_max_entries = s;
+            }
+        }
+
+        // Inputs: in/<port>.pcap (or .pcapng); anything else there is an error.
+        let in_dir = dir.join("in");
+        let mut inputs = vec![None; ports.len()];
+        if in_dir.is_dir() {
+            let rd = fs::read_dir(&in_dir).map_err(|e| Error::io(&in_dir, e))?;
+            let mut names: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            names.sort();
+            for path in names {
+                let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                    continue;
+                };
+                let ext = path.extension().and_then(|s| s.to_str()).unwrap_or("");
+                if ext != "pcap" && ext != "pcapng" {
+                    continue;
+                }
+                match ports.iter().position(|p| p.name == stem) {
+                    Some(i) => {
+                        if inputs[i].is_some() {
+                            return Err(Error::Invalid(format!(
+                                "{}: port {stem} has two input files",
+                                in_dir.display()
+                            )));
+                        }
+                        inputs[i] = Some(path);
+                    }
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "{}: there is no port named `{stem}` in scenario.toml (ports: {})",
+                            path.display(),
+                            ports
+                                .iter()
+                                .map(|p| p.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )))
+                    }
+                }
+            }
+        }
+
+        // Rules.
+        let flows_path = dir.join("flows.txt");
+        let rules = if flows_path.exists() {
+            let text = fs::read_to_string(&flows_path).map_err(|e| Error::io(&flows_path, e))?;
+            let names = |n: &str| ports.iter().find(|p| p.name == n).map(|p| p.ofport);
+            parse_rules(&text, &names).map_err(|(line, source)| Error::Flow {
+                path: flows_path.clone(),
+                line,
+                source,
+            })?
+        } else {
+            vec![(0, Rule::default_normal())]
+        };
+
+        Ok(Scenario {
+            dir: dir.to_path_buf(),
+            description: file.description,
+            ports,
+            inputs,
+            rules,
+            options,
+            check: file.check,
+        })
+    }
+}
+
+/// Parses a rules file: one rule per line, `#` starts a comment, blank
+/// lines ignored. Returns each rule with its line number.
+pub fn parse_rules<P: crate::flow::PortNames + ?Sized>(
+    text: &str,
+    ports: &P,
+) -> Result<Vec<(usize, Rule)>, (usize, crate::flow::FlowError)> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = match raw.find('#') {
+            Some(p) => &raw[..p],
+            None => raw,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r = parse_flow(line, ports).map_err(|e| (i + 1, e))?;
+        out.push((i + 1, r));
+    }
+    Ok(out)
+}
+
+/// One port's counters in a summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortSummary {
+    /// Name.
+    pub name: String,
+    /// OpenFlow number.
+    pub ofport: u16,
+    /// VLAN configuration.
+    pub vlan: String,
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Drops by reason.
+    pub drops: BTreeMap<String, u64>,
+    /// Frames switched despite inconsistent headers, by kind.
+    pub malformed: BTreeMap<String, u64>,
+    /// What the capture reader skipped or noticed.
+    pub capture: BTreeMap<String, u64>,
+}
+
+/// One rule's counters in a summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleSummary {
+    /// The rule, in flow syntax.
+    pub rule: String,
+    /// Line in flows.txt (0 = the default rule).
+    pub line: usize,
+    /// Frames matched.
+    pub n_packets: u64,
+    /// Bytes matched.
+    pub n_bytes: u64,
+    /// `idle_timeout`/`hard_timeout` if it was removed, with the time.
+    pub removed: Option<String>,
+}
+
+/// The result of a replay.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Frames read from the inputs.
+    pub frames_in: u64,
+    /// Frames written to the outputs.
+    pub frames_out: u64,
+    /// Per port, in scenario order.
+    pub ports: Vec<PortSummary>,
+    /// Per rule, in flows.txt order.
+    pub rules: Vec<RuleSummary>,
+    /// Lookups per table that was used: (table, lookups, matched).
+    pub tables: Vec<(u8, u64, u64)>,
+    /// MAC table: entries at the end, evictions, expirations, moves.
+    pub mac_table: BTreeMap<String, u64>,
+    /// Damaged inputs (frames before the damage were replayed).
+    pub input_errors: Vec<String>,
+}
+
+fn counters_map(d: &DropCounters) -> BTreeMap<String, u64> {
+    d.nonzero()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn malformed_map(m: &MalformedCounters) -> BTreeMap<String, u64> {
+    m.nonzero()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
+
+fn backend_map(b: &BackendStats) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for (k, v) in [
+        ("oversize", b.rx_oversize),
+        ("snap_truncated", b.rx_snap_truncated),
+        ("not_ethernet", b.rx_not_ethernet),
+    ] {
+        if v > 0 {
+            m.insert(k.to_string(), v);
+        }
+    }
+    m
+}
+
+impl Summary {
+    /// A human-readable rendering.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "frames in: {}, frames out: {}\n\n",
+            self.frames_in, self.frames_out
+        ));
+        s.push_str("port            ofport  rx_pkts   rx_bytes  tx_pkts   tx_bytes  drops\n");
+        for p in &self.ports {
+            let drops: Vec<String> = p.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!(
+                "{:<15} {:>6} {:>8} {:>10} {:>8} {:>10}  {}\n",
+                p.name,
+                p.ofport,
+                p.rx_packets,
+                p.rx_bytes,
+                p.tx_packets,
+                p.tx_bytes,
+                if drops.is_empty() {
+                    "-".to_string()
+                } else {
+                    drops.join(" ")
+                }
+            ));
+            if !p.malformed.is_empty() {
+                let m: Vec<String> = p
+                    .malformed
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                s.push_str(&format!(
+                    "{:<15} malformed (switched on what parsed): {}\n",
+                    "",
+                    m.join(" ")
+                ));
+            }
+            if !p.capture.is_empty() {
+                let m: Vec<String> = p.capture.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!("{:<15} capture: {}\n", "", m.join(" ")));
+            }
+        }
+        s.push_str("\nrules:\n");
+        for r in &self.rules {
+            s.push_str(&format!(
+                " n_packets={}, n_bytes={}, {}",
+                r.n_packets, r.n_bytes, r.rule
+            ));
+            if let Some(rm) = &r.removed {
+                s.push_str(&format!("  [removed: {rm}]"));
+            }
+            s.push('\n');
+        }
+        if !self.input_errors.is_empty() {
+            s.push_str("\ninput errors:\n");
+            for e in &self.input_errors {
+                s.push_str(&format!("  {e}\n"));
+            }
+        }
+        s
+    }
+}
+
+/// Output timestamps keep nanoseconds when any input has them.
+fn any_nanos(ports: &[PcapPort]) -> bool {
+    ports.iter().any(|p| p.rx_nanosecond())
+}
+
+/// Opens the scenario's inputs, one capture port per scenario port.
+fn open_inputs(sc: &Scenario) -> Result<Vec<PcapPort>, Error> {
+    sc.ports
+        .iter()
+        .zip(&sc.inputs)
+        .map(|(p, inp)| PcapPort::open(&p.name, inp.as_deref(), None, false))
+        .collect()
+}
+
+/// Merges the ports' inputs in replay order, feeding `f` one frame at a time.
+struct Merger {
+    look: Vec<Batch>,
+    pos: Vec<usize>,
+    order: Vec<usize>,
+}
+
+impl Merger {
+    fn new(sc: &Scenario) -> Self {
+        let mut order: Vec<usize> = (0..sc.ports.len()).collect();
+        order.sort_by_key(|&i| sc.ports[i].ofport);
+        Merger {
+            look: (0..sc.ports.len()).map(|_| Batch::new(BURST)).collect(),
+            pos: vec![0; sc.ports.len()],
+            order,
+        }
+    }
+
+    /// The next frame: (port index, position in its lookahead).
+    fn next(&mut self, ports: &mut [PcapPort], clock: &ManualClock) -> Option<(usize, usize)> {
+        let mut best: Option<(Timestamp, usize)> = None;
+        for &i in &self.order {
+            if self.pos[i] >= self.look[i].len() {
+                if ports[i].rx_exhausted() {
+                    continue;
+                }
+                self.look[i].clear();
+                self.pos[i] = 0;
+                // Errors are kept by the port (take_rx_error); frames before them count.
+                let _ = ports[i].rx_burst(&mut self.look[i], i as u16, clock);
+                if self.look[i].is_empty() {
+                    continue;
+                }
+            }
+            let ts = self.look[i].frames()[self.pos[i]].meta.ts;
+            if best.is_none_or(|(bt, _)| ts < bt) {
+                best = Some((ts, i));
+            }
+        }
+        let (_, i) = best?;
+        let p = self.pos[i];
+        self.pos[i] += 1;
+        Some((i, p))
+    }
+}
+
+/// Earliest timestamp among the inputs (the scenario clock's start).
+fn start_time(sc: &Scenario) -> Result<Timestamp, Error> {
+    let mut ports = open_inputs(sc)?;
+    let clock = ManualClock::default();
+    let mut best: Option<Timestamp> = None;
+    for (i, p) in ports.iter_mut().enumerate() {
+        let mut b = Batch::new(1);
+        let _ = p.rx_burst(&mut b, i as u16, &clock);
+        if let Some(f) = b.frames().first() {
+            best = Some(best.map_or(f.meta.ts, |x: Timestamp| x.min(f.meta.ts)));
+        }
+    }
+    Ok(best.unwrap_or_default())
+}
+
+fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
+    let mut p = Pipeline::new(sc.ports.clone(), sc.options)?;
+    for (_, r) in &sc.rules {
+        p.add_rule(r.clone(), start);
+    }
+    Ok(p)
+}
+
+/// Replays `sc`, writing `<port>.pcap` for every port and the summary files
+/// into `out_dir` (created if needed).
+pub fn replay(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
+    fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let start = start_time(sc)?;
+    let mut inputs = open_inputs(sc)?;
+    let nanos = any_nanos(&inputs);
+    let mut outputs = Vec::new();
+    for p in &sc.ports {
+        let path = out_dir.join(format!("{}.pcap", p.name));
+        outputs.push(PcapPort::open(&p.name, None, Some(&path), nanos)?);
+    }
+    let mut pipe = build_pipeline(sc, start)?;
+    let clock = ManualClock::new(start);
+    let mut merger = Merger::new(sc);
+    let mut batch = Batch::new(BURST);
+    let mut frames_in = 0u64;
+    let mut tracer = crate::trace::NoTrace;
+    let mut last = start;
+    loop {
+        let next = merger.next(&mut inputs, &clock);
+        if let Some((i, p)) = next {
+            let f = &merger.look[i].frames()[p];
+            last = last.max(f.meta.ts);
+            batch.push_frame(
+                f.data(),
+                PacketMeta {
+                    port: i as u16,
+                    ..f.meta
+                },
+            );
+            frames_in += 1;
+        }
+        if batch.is_full() || (next.is_none() && !batch.is_empty()) {
+            pipe.process(&mut batch, &mut tracer);
+            batch.clear();
+            for (k, out) in outputs.iter_mut().enumerate() {
+                pipe.flush_port(k as u16, out).map_err(|e| Error::Port {
+                    port: sc.ports[k].name.clone(),
+                    msg: e.to_string(),
+                })?;
+            }
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+    for (k, out) in outputs.iter_mut().enumerate() {
+        out.flush().map_err(|e| Error::Port {
+            port: sc.ports[k].name.clone(),
+            msg: e.to_string(),
+        })?;
+    }
+    let mut input_errors = Vec::new();
+    for (k, inp) in inputs.iter_mut().enumerate() {
+        if let Some(e) = inp.take_rx_error() {
+            let path = sc.inputs[k]
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string());
+            input_errors.push(format!("{path}: {e}"));
+        }
+    }
+    let summary = summarize(sc, &pipe, &inputs, frames_in, last, input_errors);
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
+    let jpath = out_dir.join("summary.json");
+    fs::write(&jpath, json + "\n").map_err(|e| Error::io(&jpath, e))?;
+    let tpath = out_dir.join("summary.txt");
+    fs::write(&tpath, summary.to_text()).map_err(|e| Error::io(&tpath, e))?;
+    Ok(summary)
+}
+
+fn summarize(
+    sc: &Scenario,
+    pipe: &Pipeline,
+    inputs: &[PcapPort],
+    frames_in: u64,
+    end: Timestamp,
+    input_errors: Vec<String>,
+) -> Summary {
+    let mut ports = Vec::new();
+    let mut frames_out = 0;
+    for (i, cfg) in sc.ports.iter().enumerate() {
+        let st = pipe.port_stats(i as u16).copied().unwrap_or_default();
+        frames_out += st.tx_packets;
+        ports.push(PortSummary {
+            name: cfg.name.clone(),
+            ofport: cfg.ofport,
+            vlan: cfg.vlan.describe(),
+            rx_packets: st.rx_packets,
+            rx_bytes: st.rx_bytes,
+            tx_packets: st.tx_packets,
+            tx_bytes: st.tx_bytes,
+            drops: counters_map(&st.drops),
+            malformed: malformed_map(&st.malformed),
+            capture: backend_map(&inputs[i].backend_stats()),
+        });
+    }
+    // Rules in flows.txt order: live ones and those removed by timeouts.
+    let mut rules = Vec::new();
+    let live = pipe.rules();
+    let removed = pipe.removed_rules();
+    let mut used_live = vec![false; live.len()];
+    let mut used_removed = vec![false; removed.len()];
+    for (line, r) in &sc.rules {
+        let text = r.to_string();
+        if let Some(k) =
+            (0..removed.len()).find(|&k| !used_removed[k] && removed[k].rule.rule == *r)
+        {
+            used_removed[k] = true;
+            let rm = &removed[k];
+            let why = match rm.why {
+                Removed::Idle => "idle_timeout",
+                Removed::Hard => "hard_timeout",
+            };
+            rules.push(RuleSummary {
+                rule: text,
+                line: *line,
+                n_packets: rm.rule.stats.packets,
+                n_bytes: rm.rule.stats.bytes,
+                removed: Some(format!("{why} at {}", rm.at)),
+            });
+        } else if let Some(k) = (0..live.len()).find(|&k| !used_live[k] && live[k].1.rule == *r) {
+            used_live[k] = true;
+            rules.push(RuleSummary {
+                rule: text,
+                line: *line,
+                n_packets: live[k].1.stats.packets,
+                n_bytes: live[k].1.stats.bytes,
+                removed: None,
+            });
+        } else {
+            // Replaced by a later identical match (OpenFlow ADD semantics).
+            rules.push(RuleSummary {
+                rule: text,
+                line: *line,
+                n_packets: 0,
+                n_bytes: 0,
+                removed: Some("replaced by a later rule with the same match and priority".into()),
+            });
+        }
+    }
+    let _ = end;
+    let tables = pipe
+        .table_stats()
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.lookups > 0)
+        .map(|(i, t)| (i as u8, t.lookups, t.matched))
+        .collect();
+    let mt = pipe.mac_table();
+    let mut mac_table = BTreeMap::new();
+    mac_table.insert("entries".to_string(), mt.len() as u64);
+    mac_table.insert("evictions".to_string(), mt.evictions);
+    mac_table.insert("expirations".to_string(), mt.expirations);
+    mac_table.insert("moves".to_string(), mt.moves);
+    Summary {
+        frames_in,
+        frames_out,
+        ports,
+        rules,
+        tables,
+        mac_table,
+        input_errors,
+    }
+}
+
+/// Renders the rules of a pipeline like `ovs-ofctl dump-flows`, at `now`.
+pub fn dump_flows(pipe: &Pipeline, now: Timestamp) -> String {
+    pipe.rules()
+        .iter()
+        .map(|(_, r)| dump_flow(r, now) + "\n")
+        .collect()
+}
+
+/// What to trace.
+#[derive(Debug, Clone)]
+pub struct TraceRequest {
+    /// Ingress port name.
+    pub in_port: String,
+    /// The frame.
+    pub frame: Vec<u8>,
+    /// Its arrival time (defaults to the scenario start).
+    pub ts: Option<Timestamp>,
+    /// Replay the scenario's inputs up to (not including) this point first:
+    /// (port index, 0-based frame index in that port's input). Frames that
+    /// come before it in replay order set up the MAC table and counters.
+    pub after: Option<(usize, usize)>,
+}
+
+/// The result of a trace.
+#[derive(Debug, Clone)]
+pub struct TraceReport {
+    /// The events.
+    pub events: Vec<TraceEvent>,
+    /// Port names by index.
+    pub port_names: Vec<String>,
+    /// Frames replayed before the traced one.
+    pub warmup_frames: u64,
+}
+
+impl TraceReport {
+    /// The report as text.
+    pub fn render(&self) -> String {
+        let names = |i: u16| {
+            self.port_names
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("#{i}"))
+        };
+        crate::trace::render(&self.events, &names)
+    }
+}
+
+/// Traces one frame through the scenario's pipeline.
+pub fn trace(sc: &Scenario, req: &TraceRequest) -> Result<TraceReport, Error> {
+    let Some(in_idx) = sc.ports.iter().position(|p| p.name == req.in_port) else {
+        return Err(Error::Invalid(format!(
+            "no port named `{}` (ports: {})",
+            req.in_port,
+            sc.ports
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    let start = start_time(sc)?;
+    let mut pipe = build_pipeline(sc, start)?;
+    let clock = ManualClock::new(start);
+    let mut warmup_frames = 0;
+    let mut ts = req.ts.unwrap_or(start);
+    if let Some((wp, wi)) = req.after {
+        let mut inputs = open_inputs(sc)?;
+        let mut merger = Merger::new(sc);
+        let mut seen = vec![0usize; sc.ports.len()];
+        let mut batch = Batch::new(1);
+        let mut sink = crate::port::memory::MemoryPort::new("sink");
+        sink.set_sink(crate::port::memory::Sink::Count);
+        while let Some((i, p)) = merger.next(&mut inputs, &clock) {
+            if i == wp && seen[i] == wi {
+                break;
+            }
+            seen[i] += 1;
+            let f = &merger.look[i].frames()[p];
+            ts = f.meta.ts;
+            batch.clear();
+            batch.push_frame(
+                f.data(),
+                PacketMeta {
+                    port: i as u16,
+                    ..f.meta
+                },
+            );
+            pipe.process(&mut batch, &mut crate::trace::NoTrace);
+            for k in 0..sc.ports.len() {
+                let _ = pipe.flush_port(k as u16, &mut sink);
+            }
+            warmup_frames += 1;
+        }
+        if let Some(t) = req.ts {
+            ts = t;
+        }
+    }
+    let mut batch = Batch::new(1);
+    batch.push_frame(
+        &req.frame,
+        PacketMeta {
+            port: in_idx as u16,
+            ts,
+            queue: 0,
+        },
+    );
+    let mut log = TraceLog::default();
+    pipe.process(&mut batch, &mut log);
+    Ok(TraceReport {
+        events: log.events,
+        port_names: sc.ports.iter().map(|p| p.name.clone()).collect(),
+        warmup_frames,
+    })
+}
+
+/// Reads frame `index` (0-based) of a capture file, with its timestamp.
+pub fn read_frame(path: &Path, index: usize) -> Result<(Timestamp, Vec<u8>), Error> {
+    let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut r = crate::pcap::PcapReader::new(f).map_err(|source| Error::Pcap {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut i = 0;
+    loop {
+        match r.next_record() {
+            Ok(Some(rec)) => {
+                if i == index {
+                    return Ok((rec.ts, rec.data.to_vec()));
+                }
+                i += 1;
+            }
+            Ok(None) => {
+                return Err(Error::Invalid(format!(
+                    "{}: has {i} frame(s); frame number {} does not exist",
+                    path.display(),
+                    index + 1
+                )))
+            }
+            Err(source) => {
+                return Err(Error::Pcap {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+}
