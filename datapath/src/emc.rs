@@ -20,6 +20,19 @@ struct Meta {
     gen: u32,
     table: u8,
     rule: u32,
+    hint: Hint,
+}
+
+/// A cached decision of a later stage for this exact flow (NORMAL's output),
+/// valid only while `sec` and `gen` still describe the state it was made in.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Hint {
+    /// The decision (0 = none).
+    pub val: u32,
+    /// The second it was made in.
+    pub sec: u32,
+    /// The generation of the state it depends on.
+    pub gen: u32,
 }
 
 /// The cache.
@@ -68,20 +81,38 @@ impl Emc {
         (a, b)
     }
 
-    /// The cached answer for `key` in `table`: `Some(rule id or NO_RULE)`.
     #[inline(always)]
-    pub fn lookup(&mut self, table: u8, key: &FlowKey, hash: u64) -> Option<u32> {
+    fn find(&self, table: u8, key: &FlowKey, hash: u64) -> Option<usize> {
         let (a, b) = Self::slots(hash);
         let h = (hash >> 32) as u32;
-        for i in [a, b] {
-            let m = self.meta[i];
-            if m.gen == self.gen && m.hash == h && m.table == table && self.keys[i] == *key {
+        [a, b].into_iter().find(|&i| {
+            let m = &self.meta[i];
+            m.gen == self.gen && m.hash == h && m.table == table && self.keys[i] == *key
+        })
+    }
+
+    /// The cached answer for `key` in `table`: `Some((rule id or NO_RULE, hint))`.
+    #[inline(always)]
+    pub fn lookup(&mut self, table: u8, key: &FlowKey, hash: u64) -> Option<(u32, Hint)> {
+        match self.find(table, key, hash) {
+            Some(i) => {
                 self.hits += 1;
-                return Some(m.rule);
+                let m = &self.meta[i];
+                Some((m.rule, m.hint))
+            }
+            None => {
+                self.misses += 1;
+                None
             }
         }
-        self.misses += 1;
-        None
+    }
+
+    /// Attaches a hint to the entry for `key` in `table`, if it is still cached.
+    #[inline]
+    pub fn set_hint(&mut self, table: u8, key: &FlowKey, hash: u64, hint: Hint) {
+        if let Some(i) = self.find(table, key, hash) {
+            self.meta[i].hint = hint;
+        }
     }
 
     /// Remembers the classifier's answer.
@@ -103,6 +134,7 @@ impl Emc {
             gen: self.gen,
             table,
             rule,
+            hint: Hint::default(),
         };
         self.keys[i] = *key;
     }
@@ -133,7 +165,14 @@ mod tests {
         let h = k.hash64();
         assert_eq!(e.lookup(0, &k, h), None);
         e.insert(0, &k, h, 7);
-        assert_eq!(e.lookup(0, &k, h), Some(7));
+        assert_eq!(e.lookup(0, &k, h), Some((7, Hint::default())));
+        let hint = Hint {
+            val: 3,
+            sec: 4,
+            gen: 5,
+        };
+        e.set_hint(0, &k, h, hint);
+        assert_eq!(e.lookup(0, &k, h), Some((7, hint)));
         assert_eq!(e.lookup(1, &k, h), None);
         let mut k2 = k;
         k2.set(Field::TpDst, 81);

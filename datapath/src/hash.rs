@@ -22,14 +22,37 @@ fn finish(mut h: u64) -> u64 {
     h
 }
 
-/// Hashes a slice of words.
+/// Odd constants for [`hash_words`], one pair per word position.
+const WK: [u64; 9] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0x85eb_ca77_c2b2_ae63,
+    0x27d4_eb2f_1656_67c5,
+    0xff51_afd7_ed55_8ccd,
+    0xc4ce_b9fe_1a85_ec53,
+    0xd6e8_feb8_6659_fd93,
+    0xa076_1d64_78bd_642f,
+];
+
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let m = a as u128 * b as u128;
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// Hashes up to eight words. Each word goes through its own 64x64→128-bit
+/// multiply (wyhash-style folding) and the results are summed, so the
+/// multiplies are independent and overlap in the CPU: a long key costs
+/// little more latency than a short one. The frame path waits on this hash
+/// before its cache lookup, so latency matters more than instruction count.
 #[inline(always)]
 pub fn hash_words(w: &[u64]) -> u64 {
-    let mut h = 0x243f_6a88_85a3_08d3u64;
-    for &x in w {
-        h = mix(h, x);
+    let mut acc = 0u64;
+    for (i, &x) in w.iter().enumerate() {
+        acc = acc.wrapping_add(fold(x ^ WK[i & 7], WK[(i + 1) % 9]));
     }
-    finish(h)
+    finish(acc ^ w.len() as u64)
 }
 
 /// Hashes one word.

@@ -18,7 +18,7 @@ use std::fmt;
 pub const KEY_WORDS: usize = 8;
 
 /// A flow key, or a mask over one (same layout, set bits = significant).
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Eq, Default)]
 #[repr(C, align(64))]
 pub struct FlowKey {
     /// The raw words; use the accessors unless you are masking or hashing.
@@ -251,6 +251,18 @@ impl FlowKey {
     pub fn set_ipv6_dst(&mut self, a: u128) {
         self.w[6] = (a >> 64) as u64;
         self.w[7] = a as u64;
+    }
+}
+
+impl PartialEq for FlowKey {
+    /// Word-wise compare (no memcmp call on the hot path).
+    #[inline(always)]
+    fn eq(&self, other: &FlowKey) -> bool {
+        let mut d = 0u64;
+        for i in 0..KEY_WORDS {
+            d |= self.w[i] ^ other.w[i];
+        }
+        d == 0
     }
 }
 

@@ -110,6 +110,9 @@ pub struct MacTable {
     pub expirations: u64,
     /// Times a MAC moved between ports.
     pub moves: u64,
+    /// Bumped whenever a lookup could answer differently (an entry added,
+    /// moved or removed); refreshes do not bump it.
+    pub gen: u32,
 }
 
 #[inline(always)]
@@ -144,6 +147,7 @@ impl MacTable {
             evictions: 0,
             expirations: 0,
             moves: 0,
+            gen: 0,
         }
     }
 
@@ -205,6 +209,7 @@ impl MacTable {
             self.link_back(i);
             if from != port {
                 self.moves += 1;
+                self.gen = self.gen.wrapping_add(1);
                 return (Learned::Moved { from }, None);
             }
             return (Learned::Refreshed, None);
@@ -235,6 +240,7 @@ impl MacTable {
         };
         self.map.insert(k, i);
         self.link_back(i);
+        self.gen = self.gen.wrapping_add(1);
         (Learned::New, evicted)
     }
 
@@ -261,6 +267,7 @@ impl MacTable {
 
     /// Forgets everything.
     pub fn flush(&mut self) {
+        self.gen = self.gen.wrapping_add(1);
         self.map.clear();
         self.slab.clear();
         self.free.clear();
@@ -327,6 +334,7 @@ impl MacTable {
     }
 
     fn remove(&mut self, i: u32) {
+        self.gen = self.gen.wrapping_add(1);
         self.unlink(i);
         let k = self.slab[i as usize].key;
         self.map.remove(&k);

@@ -31,9 +31,9 @@ pub struct PacketMeta {
 
 /// One frame in a fixed-size buffer with headroom.
 pub struct PacketBuf {
-    buf: Box<[u8]>,
-    head: usize,
-    len: usize,
+    buf: Box<[u8; BUF_SIZE]>,
+    head: u16,
+    len: u16,
     /// Metadata.
     pub meta: PacketMeta,
 }
@@ -57,8 +57,8 @@ impl PacketBuf {
     /// A new empty buffer (this allocates: call it at setup, not per packet).
     pub fn new() -> Self {
         PacketBuf {
-            buf: vec![0u8; BUF_SIZE].into_boxed_slice(),
-            head: HEADROOM,
+            buf: Box::new([0u8; BUF_SIZE]),
+            head: HEADROOM as u16,
             len: 0,
             meta: PacketMeta::default(),
         }
@@ -74,20 +74,20 @@ impl PacketBuf {
     /// The frame's bytes.
     #[inline(always)]
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.head..self.head + self.len]
+        &self.buf[self.head as usize..(self.head + self.len) as usize]
     }
 
     /// The frame's bytes, writable.
     #[inline(always)]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.head..self.head + self.len]
+        &mut self.buf[self.head as usize..(self.head + self.len) as usize]
     }
 
     /// Frame length in bytes.
     #[inline(always)]
     #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Replaces the contents with `frame`, truncated to [`MAX_FRAME`]; returns
@@ -95,8 +95,8 @@ impl PacketBuf {
     #[inline]
     pub fn fill(&mut self, frame: &[u8]) -> bool {
         let n = frame.len().min(MAX_FRAME);
-        self.head = HEADROOM;
-        self.len = n;
+        self.head = HEADROOM as u16;
+        self.len = n as u16;
         self.buf[HEADROOM..HEADROOM + n].copy_from_slice(&frame[..n]);
         n == frame.len()
     }
@@ -105,8 +105,8 @@ impl PacketBuf {
     /// ports that read straight into the buffer). `n` is capped at [`MAX_FRAME`].
     pub fn fill_with(&mut self, n: usize) -> &mut [u8] {
         let n = n.min(MAX_FRAME);
-        self.head = HEADROOM;
-        self.len = n;
+        self.head = HEADROOM as u16;
+        self.len = n as u16;
         &mut self.buf[HEADROOM..HEADROOM + n]
     }
 
@@ -121,23 +121,23 @@ impl PacketBuf {
     /// 12 bytes long (the pipeline never tags shorter frames).
     #[inline]
     pub fn push_vlan(&mut self, tpid: u16, tci: u16) {
-        if self.head < 4 {
+        let (mut h, len) = (self.head as usize, self.len as usize);
+        if h < 4 {
             // Headroom used up by earlier pushes: slide the frame back to the
             // default offset (only possible after 32 pushes, never in practice).
-            self.buf
-                .copy_within(self.head..self.head + self.len, HEADROOM);
-            self.head = HEADROOM;
+            self.buf.copy_within(h..h + len, HEADROOM);
+            h = HEADROOM;
         }
-        if self.len + 4 > MAX_FRAME + TAILROOM {
+        if HEADROOM + len + 4 > BUF_SIZE {
+            self.head = h as u16;
             return;
         }
-        let h = self.head;
         self.buf.copy_within(h..h + 12, h - 4);
-        self.head = h - 4;
-        self.len += 4;
-        let t = &mut self.buf[self.head + 12..self.head + 16];
-        t[..2].copy_from_slice(&tpid.to_be_bytes());
-        t[2..].copy_from_slice(&tci.to_be_bytes());
+        h -= 4;
+        self.head = h as u16;
+        self.len = (len + 4) as u16;
+        self.buf[h + 12..h + 14].copy_from_slice(&tpid.to_be_bytes());
+        self.buf[h + 14..h + 16].copy_from_slice(&tci.to_be_bytes());
     }
 
     /// Removes the 4 bytes after the MAC addresses (the outer VLAN tag).
@@ -146,9 +146,9 @@ impl PacketBuf {
         if self.len < 16 {
             return;
         }
-        let h = self.head;
+        let h = self.head as usize;
         self.buf.copy_within(h..h + 12, h + 4);
-        self.head = h + 4;
+        self.head += 4;
         self.len -= 4;
     }
 }

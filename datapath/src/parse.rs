@@ -9,10 +9,13 @@
 //! slices because OVS's rules differ from a validating parser's in ways that
 //! change forwarding: OVS accepts an IPv4 header whose version nibble is not 4,
 //! ignores Ethernet padding after the IP total length, reads only the outer
-//! VLAN tag (`vlan-limit=1`) and maps 802.3 frames to ethertype 0x05ff.
+//! VLAN tag (`vlan-limit=1`), maps 802.3 frames to ethertype 0x05ff, and
+//! (with its default `frags=normal`) sees no L4 ports in any IP fragment.
 //! (etherparse builds the frames in our tests and benchmarks.)
 
-use crate::key::{Field, FlowKey};
+#[cfg(doc)]
+use crate::key::Field;
+use crate::key::FlowKey;
 
 /// Ethertypes and protocol numbers used here.
 pub mod consts {
@@ -146,14 +149,6 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 #[inline(always)]
-fn mac_at(b: &[u8], at: usize) -> u64 {
-    match b.get(at..at + 6) {
-        Some(s) => u64::from_be_bytes([0, 0, s[0], s[1], s[2], s[3], s[4], s[5]]),
-        None => 0,
-    }
-}
-
-#[inline(always)]
 fn u128_at(b: &[u8], at: usize) -> u128 {
     match b.get(at..at + 16) {
         Some(s) => {
@@ -171,26 +166,69 @@ pub fn eth_type_vlan(t: u16) -> bool {
     t == ETH_TYPE_VLAN || t == ETH_TYPE_VLAN_8021AD
 }
 
+/// Field values gathered while parsing, assembled into a key at the end
+/// (one store per word instead of a read-modify-write per field).
+#[derive(Default)]
+struct Fields {
+    dl_dst: u64,
+    dl_src: u64,
+    dl_type: u16,
+    tci: u16,
+    nw_src: u32,
+    nw_dst: u32,
+    proto: u8,
+    tos: u8,
+    tp_src: u16,
+    tp_dst: u16,
+    v6_src: u128,
+    v6_dst: u128,
+}
+
+impl Fields {
+    /// Packs the fields into `key` following [`Field::loc`].
+    #[inline(always)]
+    fn assemble(&self, in_port: u16, key: &mut FlowKey) {
+        key.w[0] = in_port as u64
+            | (self.dl_type as u64) << 16
+            | (self.tci as u64) << 32
+            | (self.proto as u64) << 48
+            | (self.tos as u64) << 56;
+        key.w[1] = self.dl_src | (self.tp_src as u64) << 48;
+        key.w[2] = self.dl_dst | (self.tp_dst as u64) << 48;
+        key.w[3] = self.nw_src as u64 | (self.nw_dst as u64) << 32;
+        key.w[4] = (self.v6_src >> 64) as u64;
+        key.w[5] = self.v6_src as u64;
+        key.w[6] = (self.v6_dst >> 64) as u64;
+        key.w[7] = self.v6_dst as u64;
+    }
+}
+
 /// Extracts the flow key of `frame` received on OpenFlow port `in_port`.
 #[inline]
 pub fn extract(frame: &[u8], in_port: u16, key: &mut FlowKey) -> Parsed {
-    *key = FlowKey::ZERO;
-    key.set(Field::InPort, in_port as u64);
+    let mut f = Fields::default();
+    let p = extract_fields(frame, &mut f);
+    f.assemble(in_port, key);
+    p
+}
+
+#[inline(always)]
+fn extract_fields(frame: &[u8], f: &mut Fields) -> Parsed {
     let mut p = Parsed::default();
-    if frame.len() < ETH_HEADER_LEN {
+    let Some(eth) = frame.first_chunk::<ETH_HEADER_LEN>() else {
         p.note = ParseNote::Runt;
         return p;
-    }
-    key.set(Field::DlDst, mac_at(frame, 0));
-    key.set(Field::DlSrc, mac_at(frame, 6));
+    };
+    f.dl_dst = u64::from_be_bytes([0, 0, eth[0], eth[1], eth[2], eth[3], eth[4], eth[5]]);
+    f.dl_src = u64::from_be_bytes([0, 0, eth[6], eth[7], eth[8], eth[9], eth[10], eth[11]]);
 
     // Outer VLAN tag (vlan-limit=1): needs the tag and the next ethertype.
     let mut off = 12;
-    let t0 = be16(frame, 12).unwrap_or(0);
+    let t0 = u16::from_be_bytes([eth[12], eth[13]]);
     if eth_type_vlan(t0) {
-        if frame.len() >= 18 {
-            let tci = be16(frame, 14).unwrap_or(0);
-            key.set(Field::VlanTci, (tci | VLAN_CFI) as u64);
+        if let Some(h) = frame.first_chunk::<18>() {
+            let tci = u16::from_be_bytes([h[14], h[15]]);
+            f.tci = tci | VLAN_CFI;
             p.vlan = Some((t0, tci));
             off = 16;
         } else {
@@ -204,64 +242,74 @@ pub fn extract(frame: &[u8], in_port: u16, key: &mut FlowKey) -> Parsed {
     let dl_type = if proto >= ETH_TYPE_MIN {
         proto
     } else {
-        match frame.get(off..off + 8) {
-            Some(llc)
-                if llc[0] == 0xaa && llc[1] == 0xaa && llc[2] == 0x03 && llc[3..6] == [0, 0, 0] =>
-            {
-                off += 8;
-                let snap_type = u16::from_be_bytes([llc[6], llc[7]]);
-                if snap_type >= ETH_TYPE_MIN {
-                    snap_type
-                } else {
-                    DL_TYPE_NONE
-                }
-            }
-            _ => DL_TYPE_NONE,
-        }
+        llc_snap(frame, &mut off)
     };
-    key.set(Field::DlType, dl_type as u64);
+    f.dl_type = dl_type;
     p.l3_ofs = off as u16;
 
-    let l3 = &frame[off.min(frame.len())..];
+    let l3 = frame.get(off..).unwrap_or(&[]);
     match dl_type {
-        ETH_TYPE_IP => parse_ipv4(l3, key, &mut p),
-        ETH_TYPE_IPV6 => parse_ipv6(l3, key, &mut p),
-        ETH_TYPE_ARP | ETH_TYPE_RARP => parse_arp(l3, key, &mut p),
+        ETH_TYPE_IP => parse_ipv4(l3, f, &mut p),
+        ETH_TYPE_IPV6 => parse_ipv6(l3, f, &mut p),
+        ETH_TYPE_ARP | ETH_TYPE_RARP => parse_arp(l3, f, &mut p),
         _ => {}
     }
     p
 }
 
-#[inline]
-fn parse_ipv4(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
-    if l3.len() < 20 {
+/// The ethertype of an 802.3 frame: the SNAP type after an Ethernet-OUI
+/// LLC/SNAP header, else OVS's 0x05ff.
+#[cold]
+fn llc_snap(frame: &[u8], off: &mut usize) -> u16 {
+    match frame.get(*off..*off + 8) {
+        Some(llc)
+            if llc[0] == 0xaa && llc[1] == 0xaa && llc[2] == 0x03 && llc[3..6] == [0, 0, 0] =>
+        {
+            *off += 8;
+            let snap_type = u16::from_be_bytes([llc[6], llc[7]]);
+            if snap_type >= ETH_TYPE_MIN {
+                snap_type
+            } else {
+                DL_TYPE_NONE
+            }
+        }
+        _ => DL_TYPE_NONE,
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(l3: &[u8], f: &mut Fields, p: &mut Parsed) {
+    let Some(h) = l3.first_chunk::<20>() else {
         p.note = ParseNote::Ipv4Invalid;
         return;
-    }
-    let ihl = ((l3[0] & 0x0f) as usize) * 4;
-    let tot_len = be16(l3, 2).unwrap_or(0) as usize;
+    };
+    let ihl = ((h[0] & 0x0f) as usize) * 4;
+    let tot_len = u16::from_be_bytes([h[2], h[3]]) as usize;
     if ihl < 20 || l3.len() < ihl || tot_len > l3.len() || ihl > tot_len {
         p.note = ParseNote::Ipv4Invalid;
         return;
     }
-    key.set(Field::NwSrc, be32(l3, 12).unwrap_or(0) as u64);
-    key.set(Field::NwDst, be32(l3, 16).unwrap_or(0) as u64);
-    key.set(Field::NwTos, l3[1] as u64);
-    let proto = l3[9];
-    key.set(Field::NwProto, proto as u64);
-    let frag_off = be16(l3, 6).unwrap_or(0);
+    f.nw_src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    f.nw_dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    f.tos = h[1];
+    let proto = h[9];
+    f.proto = proto;
+    let frag_off = u16::from_be_bytes([h[6], h[7]]);
     if frag_off & 0x3fff != 0 {
         p.frag = true;
         p.later_frag = frag_off & 0x1fff != 0;
     }
     p.l4_ofs = p.l3_ofs + ihl as u16;
-    if !p.later_frag {
-        parse_l4(&l3[ihl..tot_len], proto, key, p);
+    // OVS (frags=normal) zeroes L4 ports for every fragment, first included.
+    if !p.frag {
+        if let Some(l4) = l3.get(ihl..tot_len) {
+            parse_l4(l4, proto, f, p);
+        }
     }
 }
 
-#[inline]
-fn parse_ipv6(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
+#[inline(never)]
+fn parse_ipv6(l3: &[u8], f: &mut Fields, p: &mut Parsed) {
     if l3.len() < 40 {
         p.note = ParseNote::Ipv6Invalid;
         return;
@@ -271,8 +319,8 @@ fn parse_ipv6(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
         p.note = ParseNote::Ipv6Invalid;
         return;
     }
-    key.set_ipv6_src(u128_at(l3, 8));
-    key.set_ipv6_dst(u128_at(l3, 24));
+    f.v6_src = u128_at(l3, 8);
+    f.v6_dst = u128_at(l3, 24);
     let tos = ((be32(l3, 0).unwrap_or(0) >> 20) & 0xff) as u8;
     let mut proto = l3[6];
     let mut data = &l3[40..40 + plen];
@@ -321,45 +369,48 @@ fn parse_ipv6(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
             _ => break,
         }
     }
-    key.set(Field::NwTos, tos as u64);
-    key.set(Field::NwProto, proto as u64);
+    f.tos = tos;
+    f.proto = proto;
     p.l4_ofs = ofs as u16;
-    if !p.later_frag {
-        parse_l4(data, proto, key, p);
+    if !p.frag {
+        parse_l4(data, proto, f, p);
     }
 }
 
-#[inline]
-fn parse_l4(l4: &[u8], proto: u8, key: &mut FlowKey, p: &mut Parsed) {
-    let (min, ports) = match proto {
+#[inline(always)]
+fn parse_l4(l4: &[u8], proto: u8, f: &mut Fields, p: &mut Parsed) {
+    let min = match proto {
         IPPROTO_TCP => {
             let doff = l4.get(12).map_or(0, |b| (b >> 4) as usize * 4);
             if l4.len() < 20 || doff < 20 || l4.len() < doff {
                 p.note = ParseNote::L4Truncated;
                 return;
             }
-            (20, true)
+            20
         }
-        IPPROTO_UDP => (8, true),
-        IPPROTO_SCTP => (12, true),
-        IPPROTO_ICMP | IPPROTO_IGMP | IPPROTO_ICMPV6 => (8, false),
+        IPPROTO_UDP | IPPROTO_ICMP | IPPROTO_IGMP | IPPROTO_ICMPV6 => 8,
+        IPPROTO_SCTP => 12,
         _ => return,
+    };
+    let Some(h) = l4.first_chunk::<8>() else {
+        p.note = ParseNote::L4Truncated;
+        return;
     };
     if l4.len() < min {
         p.note = ParseNote::L4Truncated;
         return;
     }
-    if ports {
-        key.set(Field::TpSrc, be16(l4, 0).unwrap_or(0) as u64);
-        key.set(Field::TpDst, be16(l4, 2).unwrap_or(0) as u64);
+    if matches!(proto, IPPROTO_ICMP | IPPROTO_IGMP | IPPROTO_ICMPV6) {
+        f.tp_src = h[0] as u16;
+        f.tp_dst = h[1] as u16;
     } else {
-        key.set(Field::TpSrc, l4[0] as u64);
-        key.set(Field::TpDst, l4[1] as u64);
+        f.tp_src = u16::from_be_bytes([h[0], h[1]]);
+        f.tp_dst = u16::from_be_bytes([h[2], h[3]]);
     }
 }
 
-#[inline]
-fn parse_arp(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
+#[inline(never)]
+fn parse_arp(l3: &[u8], f: &mut Fields, p: &mut Parsed) {
     if l3.len() < 28
         || be16(l3, 0) != Some(1)
         || be16(l3, 2) != Some(ETH_TYPE_IP)
@@ -369,11 +420,11 @@ fn parse_arp(l3: &[u8], key: &mut FlowKey, p: &mut Parsed) {
         p.note = ParseNote::ArpUnparsed;
         return;
     }
-    key.set(Field::NwSrc, be32(l3, 14).unwrap_or(0) as u64);
-    key.set(Field::NwDst, be32(l3, 24).unwrap_or(0) as u64);
+    f.nw_src = be32(l3, 14).unwrap_or(0);
+    f.nw_dst = be32(l3, 24).unwrap_or(0);
     let op = be16(l3, 6).unwrap_or(0);
     if op <= 0xff {
-        key.set(Field::NwProto, op as u64);
+        f.proto = op as u8;
     }
 }
 
@@ -398,6 +449,46 @@ mod tests {
         }
         .expect("write");
         out
+    }
+
+    #[test]
+    fn assembly_matches_field_layout() {
+        use crate::key::Field;
+        let f = Fields {
+            dl_dst: 0x1111_2222_3333,
+            dl_src: 0x4444_5555_6666,
+            dl_type: 0x86dd,
+            tci: 0x300a,
+            nw_src: 0x0102_0304,
+            nw_dst: 0x0506_0708,
+            proto: 17,
+            tos: 0xb8,
+            tp_src: 53,
+            tp_dst: 5353,
+            v6_src: 0x2001_0db8 << 96 | 1,
+            v6_dst: 0x2001_0db8 << 96 | 2,
+        };
+        let mut k = FlowKey::ZERO;
+        f.assemble(9, &mut k);
+        let mut want = FlowKey::ZERO;
+        for (fl, v) in [
+            (Field::InPort, 9u64),
+            (Field::DlDst, f.dl_dst),
+            (Field::DlSrc, f.dl_src),
+            (Field::DlType, 0x86dd),
+            (Field::VlanTci, 0x300a),
+            (Field::NwSrc, 0x0102_0304),
+            (Field::NwDst, 0x0506_0708),
+            (Field::NwProto, 17),
+            (Field::NwTos, 0xb8),
+            (Field::TpSrc, 53),
+            (Field::TpDst, 5353),
+        ] {
+            want.set(fl, v);
+        }
+        want.set_ipv6_src(f.v6_src);
+        want.set_ipv6_dst(f.v6_dst);
+        assert_eq!(k, want);
     }
 
     #[test]

@@ -13,11 +13,9 @@
 //! output:2` sends the original to port 1 and the tagged frame to port 2.
 //! The last output takes the frame's own buffer; earlier ones take copies.
 
-use std::collections::VecDeque;
-
 use crate::classifier::Rank;
 use crate::clock::Timestamp;
-use crate::emc::{Emc, NO_RULE};
+use crate::emc::{Emc, Hint, NO_RULE};
 use crate::error::Error;
 use crate::flow::{Action, MatchSpec, Rule};
 use crate::key::{Field, FlowKey};
@@ -30,6 +28,12 @@ use crate::stats::{DropReason, PortStats, TableStats};
 use crate::table::{FlowTables, Installed, Removed};
 use crate::trace::{TraceEvent, Tracer};
 use crate::vlan::{PortVlan, Tag, Xvlan};
+
+/// NORMAL decision codes kept in the exact-match cache's hint.
+const NORMAL_KIND: u32 = 0xf_0000;
+const NORMAL_UNICAST: u32 = 0x1_0000;
+const NORMAL_FLOOD: u32 = 0x2_0000;
+const NORMAL_DROP: u32 = 0x3_0000;
 
 /// Most nested resubmits (OVS: 64).
 pub const MAX_DEPTH: u8 = 64;
@@ -45,8 +49,9 @@ pub struct PortConfig {
     pub ofport: u16,
     /// VLAN configuration.
     pub vlan: PortVlan,
-    /// MTU: frames longer than `mtu + 18` bytes (header, one tag) are
-    /// dropped on receive and on send. `None`: up to 9216-byte frames.
+    /// MTU: the most bytes a frame may carry after its Ethernet header (14
+    /// bytes, 18 with a VLAN tag), as OVS and Linux count it. Longer frames
+    /// are dropped on receive and on send. `None`: up to 9216-byte frames.
     pub mtu: Option<u32>,
 }
 
@@ -61,13 +66,28 @@ impl PortConfig {
         }
     }
 
-    /// Largest frame the port passes.
-    pub fn max_frame(&self) -> usize {
+    /// Largest L3 payload the port passes.
+    pub fn payload_limit(&self) -> usize {
         match self.mtu {
-            Some(m) => (m as usize + ETH_HEADER_LEN + 4).min(MAX_FRAME),
+            Some(m) => m as usize,
             None => MAX_FRAME,
         }
     }
+}
+
+/// Length of a frame's Ethernet header: 18 with a VLAN tag, else 14.
+#[inline(always)]
+fn l2_len(frame: &[u8]) -> usize {
+    match frame.get(12..14) {
+        Some(t) if frame.len() >= 18 && eth_type_vlan(u16::from_be_bytes([t[0], t[1]])) => 18,
+        _ => ETH_HEADER_LEN,
+    }
+}
+
+/// True when `frame` fits a port whose payload limit is `limit`.
+#[inline(always)]
+fn fits(frame: &[u8], limit: usize) -> bool {
+    frame.len() <= MAX_FRAME && frame.len().saturating_sub(l2_len(frame)) <= limit
 }
 
 /// Pipeline sizing.
@@ -97,9 +117,11 @@ impl Default for PipelineOptions {
 #[derive(Debug)]
 struct PortState {
     cfg: PortConfig,
-    max_frame: usize,
+    /// Largest payload after the Ethernet header.
+    limit: usize,
     stats: PortStats,
-    egress: VecDeque<PacketBuf>,
+    /// Frames waiting to be sent, oldest first.
+    egress: Vec<PacketBuf>,
 }
 
 /// A rule that left the tables by timeout, with its final counters.
@@ -113,6 +135,41 @@ pub struct RemovedRule {
     pub at: Timestamp,
 }
 
+/// What the receive and lookup stages hand to the action stage.
+#[derive(Debug)]
+struct Scratch {
+    keys: [FlowKey; BURST],
+    hash: [u64; BURST],
+    tag0: [Tag; BURST],
+    found: [Found; BURST],
+    ok: [bool; BURST],
+}
+
+/// A table lookup's answer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Found {
+    /// Rule id, or `NO_RULE`.
+    rule: u32,
+    /// Answered by the exact-match cache.
+    cached: bool,
+    /// The cache's hint for this flow (NORMAL's last decision).
+    hint: Hint,
+    /// The key's hash.
+    hash: u64,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            keys: [FlowKey::ZERO; BURST],
+            hash: [0; BURST],
+            tag0: [Tag::default(); BURST],
+            found: [Found::default(); BURST],
+            ok: [false; BURST],
+        }
+    }
+}
+
 /// Per-frame translation state.
 struct Xlate {
     key: FlowKey,
@@ -122,7 +179,10 @@ struct Xlate {
     in_len: usize,
     now: Timestamp,
     table: u8,
+    /// Nesting of rule executions (for traces).
     depth: u8,
+    /// Nesting of resubmits to the same or an earlier table (OVS's limit).
+    rdepth: u8,
     resubmits: u32,
     outputs: u32,
     reason: DropReason,
@@ -143,6 +203,10 @@ pub struct Pipeline {
     opts: PipelineOptions,
     emitted: Vec<u16>,
     removed: Vec<RemovedRule>,
+    /// Per-batch stage results.
+    scratch: Option<Box<Scratch>>,
+    /// No timer work is due before this time (a single compare per frame).
+    timer_due: Timestamp,
     /// Frames whose metadata named no port (a driver bug; counted, never panics).
     pub unknown_port: u64,
 }
@@ -185,6 +249,8 @@ impl Pipeline {
             opts,
             emitted: Vec::with_capacity(64),
             removed: Vec::new(),
+            timer_due: Timestamp(0),
+            scratch: Some(Box::default()),
             unknown_port: 0,
         };
         for c in ports {
@@ -231,10 +297,10 @@ impl Pipeline {
         }
         self.by_ofport[of] = idx;
         self.ports.push(PortState {
-            max_frame: cfg.max_frame(),
+            limit: cfg.payload_limit(),
             cfg,
             stats: PortStats::default(),
-            egress: VecDeque::with_capacity(self.opts.egress_limit.min(4096)),
+            egress: Vec::with_capacity(self.opts.egress_limit.min(4096)),
         });
         // Room for every port to hold a burst of copies.
         for _ in 0..BURST {
@@ -289,6 +355,7 @@ impl Pipeline {
     pub fn add_rule(&mut self, rule: Rule, now: Timestamp) -> u32 {
         let (id, _) = self.tables.add(rule, now);
         self.emc.invalidate();
+        self.timer_due = self.timer_due.min(self.tables.next_deadline());
         id
     }
 
@@ -364,15 +431,60 @@ impl Pipeline {
             }
         }
         self.mac.run(now.secs());
+        // Next due: the next rule deadline or the next whole second (MAC aging).
+        self.timer_due = self
+            .tables
+            .next_deadline()
+            .min(Timestamp::from_secs(now.secs() + 1));
         n
     }
 
     /// Switches every frame in `batch`, in order, leaving outputs in the
     /// egress queues (send them with [`Pipeline::flush_port`]).
+    ///
+    /// The work is staged across the batch, VPP/OVS style: first every
+    /// frame is received and parsed, then every table-0 lookup is done,
+    /// then actions run frame by frame in order. The first two stages touch
+    /// nothing the third changes (actions never change the tables), so the
+    /// result is exactly that of handling frames one at a time, but the
+    /// independent parses and cache probes of 32 frames overlap in the CPU.
+    /// When a timeout falls inside the batch, or when tracing, frames are
+    /// handled one at a time so timers fire between the right frames.
     pub fn process<T: Tracer>(&mut self, batch: &mut Batch, t: &mut T) {
-        for i in 0..batch.len() {
-            self.process_one(batch, i, t);
+        let n = batch.len();
+        let due = self.timer_due;
+        if T::ENABLED || n > BURST || batch.frames().iter().any(|p| p.meta.ts >= due) {
+            for i in 0..n {
+                self.process_one(batch, i, t);
+            }
+            return;
         }
+        let Some(mut sc) = self.scratch.take() else {
+            return;
+        };
+        for i in 0..n {
+            sc.ok[i] = false;
+            if let Some((key, tag0)) = self.receive(&batch.frames()[i], t) {
+                sc.hash[i] = key.hash64();
+                sc.keys[i] = key;
+                sc.tag0[i] = tag0;
+                sc.ok[i] = true;
+            }
+        }
+        for i in 0..n {
+            if sc.ok[i] {
+                sc.found[i] = self.lookup_cached(0, &sc.keys[i], sc.hash[i]);
+            }
+        }
+        for i in 0..n {
+            if sc.ok[i] {
+                let mut x = Self::xlate_for(&batch.frames()[i], sc.keys[i], sc.tag0[i]);
+                self.emitted.clear();
+                self.run_rule(0, sc.found[i], &mut x, &mut batch.frames_mut()[i], t);
+                self.finish(batch, i, &mut x, t);
+            }
+        }
+        self.scratch = Some(sc);
     }
 
     #[inline]
@@ -380,35 +492,21 @@ impl Pipeline {
         self.ports[port].stats.drops.add(r, 1);
     }
 
-    #[inline]
-    fn process_one<T: Tracer>(&mut self, batch: &mut Batch, i: usize, t: &mut T) {
-        let (meta, len) = {
-            let p = &batch.frames()[i];
-            (p.meta, p.len())
-        };
-        let in_idx = meta.port as usize;
-        if in_idx >= self.ports.len() {
+    /// Receive stage: counts the frame, applies the length checks and parses
+    /// it. `None` when it was dropped (and counted).
+    #[inline(always)]
+    fn receive<T: Tracer>(&mut self, pkt: &PacketBuf, t: &mut T) -> Option<(FlowKey, Tag)> {
+        let len = pkt.len();
+        let in_idx = pkt.meta.port as usize;
+        let Some(port) = self.ports.get_mut(in_idx) else {
             self.unknown_port += 1;
-            return;
-        }
-        let now = meta.ts;
-        let expired = self.run_timers(now);
-        if T::ENABLED {
-            if expired > 0 {
-                t.record(TraceEvent::Expired { count: expired });
-            }
-            t.record(TraceEvent::Received {
-                port: meta.port,
-                len,
-                ts: now,
-            });
-        }
-        let port = &mut self.ports[in_idx];
+            return None;
+        };
         port.stats.rx_packets += 1;
         port.stats.rx_bytes += len as u64;
         let early = if len < ETH_HEADER_LEN {
             Some(DropReason::Runt)
-        } else if len > port.max_frame {
+        } else if !fits(pkt.data(), port.limit) {
             Some(DropReason::RxMtu)
         } else {
             None
@@ -418,12 +516,10 @@ impl Pipeline {
             if T::ENABLED {
                 t.record(TraceEvent::Dropped { reason: r });
             }
-            return;
+            return None;
         }
-        let ofport = port.cfg.ofport;
-        let pkt = &mut batch.frames_mut()[i];
         let mut key = FlowKey::ZERO;
-        let parsed = parse::extract(pkt.data(), ofport, &mut key);
+        let parsed = parse::extract(pkt.data(), port.cfg.ofport, &mut key);
         port.stats.malformed.add(parsed.note);
         if T::ENABLED {
             t.record(TraceEvent::Parsed {
@@ -438,30 +534,67 @@ impl Pipeline {
             },
             None => Tag::default(),
         };
-        let mut x = Xlate {
+        Some((key, tag0))
+    }
+
+    #[inline(always)]
+    fn xlate_for(pkt: &PacketBuf, key: FlowKey, tag0: Tag) -> Xlate {
+        Xlate {
             key,
             vlans: [tag0, Tag::default()],
             base_vlans: [tag0, Tag::default()],
             macs_dirty: false,
-            in_len: len,
-            now,
+            in_len: pkt.len(),
+            now: pkt.meta.ts,
             table: 0,
             depth: 0,
+            rdepth: 0,
             resubmits: 0,
             outputs: 0,
             reason: DropReason::ActionDrop,
             error: None,
             queue: 0,
             pending: None,
-        };
-        self.emitted.clear();
-        self.xlate_table(0, &mut x, pkt, t);
+        }
+    }
 
+    /// One frame, start to end (used when tracing or when timers are due).
+    fn process_one<T: Tracer>(&mut self, batch: &mut Batch, i: usize, t: &mut T) {
+        let meta = batch.frames()[i].meta;
+        let now = meta.ts;
+        let expired = if now >= self.timer_due {
+            self.run_timers(now)
+        } else {
+            0
+        };
+        if T::ENABLED {
+            if expired > 0 {
+                t.record(TraceEvent::Expired { count: expired });
+            }
+            t.record(TraceEvent::Received {
+                port: meta.port,
+                len: batch.frames()[i].len(),
+                ts: now,
+            });
+        }
+        let Some((key, tag0)) = self.receive(&batch.frames()[i], t) else {
+            return;
+        };
+        let mut x = Self::xlate_for(&batch.frames()[i], key, tag0);
+        self.emitted.clear();
+        self.xlate_table(0, &mut x, &mut batch.frames_mut()[i], t);
+        self.finish(batch, i, &mut x, t);
+    }
+
+    /// Final stage for one frame: commit or roll back its outputs, count its fate.
+    #[inline(always)]
+    fn finish<T: Tracer>(&mut self, batch: &mut Batch, i: usize, x: &mut Xlate, t: &mut T) {
+        let in_idx = batch.frames()[i].meta.port as usize;
         if let Some(err) = x.error {
             // OVS discards the whole translation: take back queued copies.
             for k in (0..self.emitted.len()).rev() {
                 let p = self.emitted[k] as usize;
-                if let Some(b) = self.ports[p].egress.pop_back() {
+                if let Some(b) = self.ports[p].egress.pop() {
                     self.pool.put(b);
                 }
             }
@@ -484,9 +617,9 @@ impl Pipeline {
 
     /// Checks egress limits; on failure counts the drop and returns false.
     #[inline]
-    fn egress_ok<T: Tracer>(&mut self, out: usize, len: usize, t: &mut T) -> bool {
+    fn egress_ok<T: Tracer>(&mut self, out: usize, frame: &[u8], t: &mut T) -> bool {
         let p = &mut self.ports[out];
-        let r = if len > p.max_frame {
+        let r = if !fits(frame, p.limit) {
             DropReason::TxMtu
         } else if p.egress.len() >= self.opts.egress_limit {
             DropReason::QueueFull
@@ -515,45 +648,70 @@ impl Pipeline {
         queue: u32,
         t: &mut T,
     ) {
-        let len = batch.frames()[i].len();
-        if !self.egress_ok(out, len, t) {
+        if !self.egress_ok(out, batch.frames()[i].data(), t) {
             return;
         }
         if let Some(fresh) = self.pool.take() {
             let mut b = batch.swap_out(i, fresh);
             b.meta.queue = queue;
-            self.ports[out].egress.push_back(b);
+            self.ports[out].egress.push(b);
         }
     }
 
     /// Queues a copy of the frame on `out`.
     #[inline]
     fn enqueue_copy<T: Tracer>(&mut self, out: usize, pkt: &PacketBuf, queue: u32, t: &mut T) {
-        if !self.egress_ok(out, pkt.len(), t) {
+        if !self.egress_ok(out, pkt.data(), t) {
             return;
         }
         if let Some(mut b) = self.pool.take() {
             b.copy_from(pkt);
             b.meta.queue = queue;
-            self.ports[out].egress.push_back(b);
+            self.ports[out].egress.push(b);
             self.emitted.push(out as u16);
         }
     }
 
-    fn xlate_table<T: Tracer>(&mut self, table: u8, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
-        if x.depth >= MAX_DEPTH || x.resubmits >= MAX_RESUBMITS {
-            x.error = Some(DropReason::ResubmitLimit);
-            return;
-        }
-        let hash = x.key.hash64();
-        let (rule, cached) = match self.emc.lookup(table, &x.key, hash) {
-            Some(r) => (r, true),
+    /// The rule for `key` in `table` (or [`NO_RULE`]), through the cache.
+    #[inline(always)]
+    fn lookup_cached(&mut self, table: u8, key: &FlowKey, hash: u64) -> Found {
+        match self.emc.lookup(table, key, hash) {
+            Some((rule, hint)) => Found {
+                rule,
+                cached: true,
+                hint,
+                hash,
+            },
             None => {
-                let r = self.tables.lookup(table, &x.key).unwrap_or(NO_RULE);
-                self.emc.insert(table, &x.key, hash, r);
-                (r, false)
+                let rule = self.tables.lookup(table, key).unwrap_or(NO_RULE);
+                self.emc.insert(table, key, hash, rule);
+                Found {
+                    rule,
+                    cached: false,
+                    hint: Hint::default(),
+                    hash,
+                }
             }
-        };
+        }
+    }
+
+    fn xlate_table<T: Tracer>(&mut self, table: u8, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
+        let hash = x.key.hash64();
+        let found = self.lookup_cached(table, &x.key, hash);
+        self.run_rule(table, found, x, pkt, t);
+    }
+
+    /// Counts the lookup and runs the rule's actions (a miss when `NO_RULE`).
+    #[inline]
+    fn run_rule<T: Tracer>(
+        &mut self,
+        table: u8,
+        found: Found,
+        x: &mut Xlate,
+        pkt: &mut PacketBuf,
+        t: &mut T,
+    ) {
+        let rule = found.rule;
         let ts = &mut self.tables.table_stats[table as usize];
         ts.lookups += 1;
         if rule == NO_RULE {
@@ -562,7 +720,7 @@ impl Pipeline {
                     table,
                     depth: x.depth,
                     rule: None,
-                    cached,
+                    cached: found.cached,
                 });
             }
             if x.depth == 0 {
@@ -571,29 +729,69 @@ impl Pipeline {
             return;
         }
         ts.matched += 1;
-        self.tables.hit(rule, x.in_len, x.now);
-        let n = self.tables.get(rule).map_or(0, |r| r.rule.actions.len());
+        let Some((n, normal_only)) = self.tables.hit(rule, x.in_len, x.now) else {
+            return;
+        };
         if T::ENABLED {
             if let Some(r) = self.tables.get(rule) {
                 t.record(TraceEvent::Lookup {
                     table,
                     depth: x.depth,
                     rule: Some((rule, r.rule.priority, r.rule.cookie, r.rule.to_string())),
-                    cached,
+                    cached: found.cached,
                 });
             }
+        }
+        if normal_only && !T::ENABLED {
+            // A lone NORMAL: reuse this flow's decision while it is still
+            // exactly what NORMAL would decide (same second, same MAC table).
+            let sec = x.now.secs() as u32;
+            let h = found.hint;
+            if h.val != 0 && h.sec == sec && h.gen == self.mac.gen {
+                self.normal_replay(h.val, x, pkt, t);
+                return;
+            }
+            x.depth += 1;
+            let decided = self.normal(x, pkt, t);
+            x.depth -= 1;
+            if decided != 0 && x.depth == 0 {
+                let key = x.key;
+                self.emc.set_hint(
+                    table,
+                    &key,
+                    found.hash,
+                    Hint {
+                        val: decided,
+                        sec,
+                        gen: self.mac.gen,
+                    },
+                );
+            }
+            return;
         }
         let saved = x.table;
         x.table = table;
         x.depth += 1;
+        // Copy the actions out (they are small) so they can run while the
+        // tables are borrowed mutably; long lists are fetched one by one.
+        const LOCAL: usize = 4;
+        let mut local = [Action::StripVlan; LOCAL];
+        let n_local = if n <= LOCAL {
+            if let Some(r) = self.tables.get(rule) {
+                local[..n].copy_from_slice(&r.rule.actions[..n]);
+            }
+            n
+        } else {
+            0
+        };
         for ai in 0..n {
-            let Some(a) = self
-                .tables
-                .get(rule)
-                .and_then(|r| r.rule.actions.get(ai))
-                .copied()
-            else {
-                break;
+            let a = if n_local > 0 {
+                local[ai]
+            } else {
+                match self.tables.get(rule).and_then(|r| r.rule.actions.get(ai)) {
+                    Some(a) => *a,
+                    None => break,
+                }
             };
             if x.error.is_some() {
                 break;
@@ -608,6 +806,28 @@ impl Pipeline {
         }
         x.depth -= 1;
         x.table = saved;
+    }
+
+    /// Applies OVS's resubmit limits: at most 4096 resubmits per frame, and
+    /// at most 64 nested resubmits to the same or an earlier table (forward
+    /// jumps cannot loop). Returns how much the nesting grew, or `None` with
+    /// the translation failed (the whole frame is then dropped).
+    #[inline]
+    fn enter_resubmit(table: u8, x: &mut Xlate) -> Option<u8> {
+        if x.resubmits >= MAX_RESUBMITS {
+            x.error = Some(DropReason::ResubmitLimit);
+            return None;
+        }
+        x.resubmits += 1;
+        if table <= x.table {
+            if x.rdepth >= MAX_DEPTH {
+                x.error = Some(DropReason::ResubmitLimit);
+                return None;
+            }
+            x.rdepth += 1;
+            return Some(1);
+        }
+        Some(0)
     }
 
     #[inline]
@@ -655,7 +875,9 @@ impl Pipeline {
                     Self::skip(x, DropReason::NoFloodPort, t);
                 }
             }
-            Action::Normal => self.normal(x, pkt, t),
+            Action::Normal => {
+                self.normal(x, pkt, t);
+            }
             Action::SetVlanVid(v) => {
                 let t0 = &mut x.vlans[0];
                 if t0.tpid == 0 {
@@ -695,18 +917,24 @@ impl Pipeline {
             }
             Action::SetQueue(q) => x.queue = q,
             Action::Resubmit { in_port, table } => {
-                x.resubmits += 1;
+                let tb = table.unwrap_or(x.table);
+                let Some(back) = Self::enter_resubmit(tb, x) else {
+                    return;
+                };
                 let old = x.key.in_port();
                 if let Some(p) = in_port {
                     x.key.set(Field::InPort, p as u64);
                 }
-                let tb = table.unwrap_or(x.table);
                 self.xlate_table(tb, x, pkt, t);
                 x.key.set(Field::InPort, old as u64);
+                x.rdepth -= back;
             }
             Action::GotoTable(tb) => {
-                x.resubmits += 1;
+                let Some(back) = Self::enter_resubmit(tb, x) else {
+                    return;
+                };
                 self.xlate_table(tb, x, pkt, t);
+                x.rdepth -= back;
             }
         }
     }
@@ -739,7 +967,7 @@ impl Pipeline {
     /// differ, push the wanted ones (with DEI cleared), rewrite MACs.
     #[inline]
     fn commit(x: &mut Xlate, pkt: &mut PacketBuf) {
-        if x.vlans != x.base_vlans {
+        if !Tag::same2(&x.vlans, &x.base_vlans) {
             let count = |v: &[Tag; 2]| v.iter().take_while(|t| t.present()).count();
             let mut bn = count(&x.base_vlans);
             let mut fnn = count(&x.vlans);
@@ -765,28 +993,25 @@ impl Pipeline {
         }
     }
 
-    /// The NORMAL action (OVS `xlate_normal`).
-    fn normal<T: Tracer>(&mut self, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
+    /// The NORMAL action (OVS `xlate_normal`). Returns its decision as a
+    /// cacheable code (see [`Pipeline::normal_replay`]), 0 when not cacheable.
+    fn normal<T: Tracer>(&mut self, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) -> u32 {
         let Some(in_idx) = self.port_index(x.key.in_port()) else {
-            return Self::skip(x, DropReason::NoSuchPort, t);
+            Self::skip(x, DropReason::NoSuchPort, t);
+            return 0;
         };
         let in_idx = in_idx as usize;
-        if eth_type_vlan(x.key.dl_type()) && !x.vlans[0].present() {
-            return Self::skip(x, DropReason::PartialVlanTag, t);
-        }
-        let in_x = Xvlan::extract(&x.vlans);
-        let pv = &self.ports[in_idx].cfg.vlan;
-        if !pv.input_vid_valid(in_x.v[0].vid) {
-            return Self::skip(x, DropReason::VlanNotAllowed, t);
-        }
-        let xv = pv.input_translate(&in_x);
+        let Some(xv) = self.normal_vlan(in_idx, x, t) else {
+            return NORMAL_DROP | x.reason as u32;
+        };
         let vlan = xv.v[0].vid;
         if T::ENABLED {
             t.record(TraceEvent::NormalVlan { vlan });
         }
         let dst = x.key.dl_dst();
         if is_reserved_mac(dst) {
-            return Self::skip(x, DropReason::ReservedMulticast, t);
+            Self::skip(x, DropReason::ReservedMulticast, t);
+            return NORMAL_DROP | DropReason::ReservedMulticast as u32;
         }
         let src = x.key.dl_src();
         let (res, evicted) = self.mac.learn(src, vlan, in_idx as u16, x.now.secs());
@@ -808,21 +1033,93 @@ impl Pipeline {
             });
         }
         match found {
-            Some(out) if out as usize != in_idx => self.output_normal(out as usize, &xv, x, pkt, t),
-            Some(_) => Self::skip(x, DropReason::LearnedOnInPort, t),
+            Some(out) if out as usize != in_idx => {
+                self.output_normal(out as usize, &xv, x, pkt, t);
+                NORMAL_UNICAST | out as u32
+            }
+            Some(_) => {
+                Self::skip(x, DropReason::LearnedOnInPort, t);
+                NORMAL_DROP | DropReason::LearnedOnInPort as u32
+            }
             None => {
                 if T::ENABLED {
                     t.record(TraceEvent::Flood { vlan });
                 }
-                let before = x.outputs;
-                for idx in 0..self.ports.len() {
-                    if idx != in_idx && self.ports[idx].cfg.vlan.includes(&xv) {
-                        self.output_normal(idx, &xv, x, pkt, t);
-                    }
+                self.normal_flood(in_idx, &xv, x, pkt, t);
+                NORMAL_FLOOD
+            }
+        }
+    }
+
+    /// NORMAL's VLAN admission: the frame's VLAN inside the switch, or `None`
+    /// (with the reason set) when NORMAL must drop it.
+    #[inline]
+    fn normal_vlan<T: Tracer>(&self, in_idx: usize, x: &mut Xlate, t: &mut T) -> Option<Xvlan> {
+        if eth_type_vlan(x.key.dl_type()) && !x.vlans[0].present() {
+            Self::skip(x, DropReason::PartialVlanTag, t);
+            return None;
+        }
+        let in_x = Xvlan::extract(&x.vlans);
+        let pv = &self.ports[in_idx].cfg.vlan;
+        if !pv.input_vid_valid(in_x.v[0].vid) {
+            Self::skip(x, DropReason::VlanNotAllowed, t);
+            return None;
+        }
+        Some(pv.input_translate(&in_x))
+    }
+
+    #[inline]
+    fn normal_flood<T: Tracer>(
+        &mut self,
+        in_idx: usize,
+        xv: &Xvlan,
+        x: &mut Xlate,
+        pkt: &mut PacketBuf,
+        t: &mut T,
+    ) {
+        let before = x.outputs;
+        for idx in 0..self.ports.len() {
+            if idx != in_idx && self.ports[idx].cfg.vlan.includes(xv) {
+                self.output_normal(idx, xv, x, pkt, t);
+            }
+        }
+        if x.outputs == before {
+            Self::skip(x, DropReason::NoFloodPort, t);
+        }
+    }
+
+    /// Carries out a decision NORMAL made earlier for this same flow in this
+    /// same second with this same MAC table, without learning or looking up
+    /// again (learning would find nothing to change).
+    #[inline]
+    fn normal_replay<T: Tracer>(
+        &mut self,
+        decided: u32,
+        x: &mut Xlate,
+        pkt: &mut PacketBuf,
+        t: &mut T,
+    ) {
+        let arg = decided & 0xffff;
+        match decided & NORMAL_KIND {
+            NORMAL_UNICAST | NORMAL_FLOOD => {
+                let Some(in_idx) = self.port_index(x.key.in_port()) else {
+                    return;
+                };
+                let Some(xv) = self.normal_vlan(in_idx as usize, x, t) else {
+                    return;
+                };
+                if decided & NORMAL_KIND == NORMAL_UNICAST {
+                    self.output_normal(arg as usize, &xv, x, pkt, t);
+                } else {
+                    self.normal_flood(in_idx as usize, &xv, x, pkt, t);
                 }
-                if x.outputs == before {
-                    Self::skip(x, DropReason::NoFloodPort, t);
-                }
+            }
+            _ => {
+                let r = DropReason::ALL
+                    .get(arg as usize)
+                    .copied()
+                    .unwrap_or(DropReason::ActionDrop);
+                Self::skip(x, r, t);
             }
         }
     }
@@ -855,34 +1152,38 @@ impl Pipeline {
         let Some(ps) = self.ports.get_mut(idx as usize) else {
             return Ok(0);
         };
+        let total = ps.egress.len();
         let mut sent = 0;
-        while !ps.egress.is_empty() {
-            let (a, _) = ps.egress.as_slices();
-            let chunk = a.len().min(BURST);
-            match port.tx_burst(&a[..chunk]) {
+        let mut result = Ok(());
+        while sent < total {
+            let chunk = (total - sent).min(BURST);
+            match port.tx_burst(&ps.egress[sent..sent + chunk]) {
                 Ok(n) => {
                     let n = n.min(chunk);
-                    for _ in 0..n {
-                        if let Some(b) = ps.egress.pop_front() {
-                            ps.stats.tx_packets += 1;
-                            ps.stats.tx_bytes += b.len() as u64;
-                            self.pool.put(b);
-                        }
-                    }
                     sent += n;
                     if n < chunk {
                         break;
                     }
                 }
                 Err(e) => {
-                    let dropped = ps.egress.len() as u64;
-                    ps.stats.drops.add(DropReason::TxError, dropped);
-                    while let Some(b) = ps.egress.pop_front() {
-                        self.pool.put(b);
-                    }
-                    return Err(e);
+                    result = Err(e);
+                    break;
                 }
             }
+        }
+        ps.stats.tx_packets += sent as u64;
+        for b in ps.egress.drain(..sent) {
+            ps.stats.tx_bytes += b.len() as u64;
+            self.pool.put(b);
+        }
+        if let Err(e) = result {
+            ps.stats
+                .drops
+                .add(DropReason::TxError, ps.egress.len() as u64);
+            for b in ps.egress.drain(..) {
+                self.pool.put(b);
+            }
+            return Err(e);
         }
         Ok(sent)
     }
@@ -896,14 +1197,18 @@ impl Pipeline {
 /// Formats a rule like `ovs-ofctl dump-flows` does, counters included.
 pub fn dump_flow(r: &Installed, now: Timestamp) -> String {
     let dur = now.since(r.stats.installed);
+    let duration = if dur / 1_000_000 == 0 {
+        "0s".to_string()
+    } else {
+        format!(
+            "{}.{:03}s",
+            dur / 1_000_000_000,
+            (dur % 1_000_000_000) / 1_000_000
+        )
+    };
     let mut s = format!(
-        " cookie={:#x}, duration={}.{:03}s, table={}, n_packets={}, n_bytes={}, ",
-        r.rule.cookie,
-        dur / 1_000_000_000,
-        (dur % 1_000_000_000) / 1_000_000,
-        r.rule.table,
-        r.stats.packets,
-        r.stats.bytes
+        " cookie={:#x}, duration={duration}, table={}, n_packets={}, n_bytes={}, ",
+        r.rule.cookie, r.rule.table, r.stats.packets, r.stats.bytes
     );
     if r.rule.idle_timeout > 0 {
         s.push_str(&format!("idle_timeout={}, ", r.rule.idle_timeout));
@@ -1136,13 +1441,114 @@ mod tests {
         let rules = r.p.rules();
         assert_eq!(rules[0].1.stats.packets, 2);
         // Idle for 10 s from the last hit at t=2: gone at t=12.
-        r.send(1, 11, &small);
-        assert_eq!(r.p.rules().len(), 2);
         r.send(1, 12, &small);
+        assert_eq!(
+            r.p.rules().len(),
+            2,
+            "exactly at the deadline it still stands"
+        );
+        r.send(1, 13, &small);
         assert_eq!(r.p.rules().len(), 1);
         assert_eq!(r.p.removed_rules().len(), 1);
-        let o = r.send(0, 13, &small);
+        let o = r.send(0, 14, &small);
         assert!(o[2].is_empty());
+    }
+
+    /// Frames for the equivalence test: a mix of sources, destinations,
+    /// VLANs and ports, with repeats so learning and caching matter.
+    fn mixed_frames() -> Vec<(u16, Vec<u8>)> {
+        let mut v = Vec::new();
+        let mut x = 7u32;
+        for _ in 0..600 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let port = (x >> 8) % 3;
+            let src = 0x0200_0000_0000 + ((x >> 12) % 6) as u64;
+            let dst = match (x >> 16) % 8 {
+                0 => BCAST,
+                1 => 0x0180_c200_0000,
+                n => 0x0200_0000_0000 + (n % 6) as u64,
+            };
+            let vlan = match (x >> 20) % 4 {
+                0 => Some((10, 3)),
+                1 => Some((0, 5)),
+                _ => None,
+            };
+            let ty = [0x0800u16, 0x0806, 0x86dd][((x >> 24) % 3) as usize];
+            v.push((port as u16, frame(dst, src, vlan, ty)));
+        }
+        v
+    }
+
+    fn run_batched(batch_size: usize) -> (Vec<Vec<(u64, Vec<u8>)>>, Vec<PortStats>, Vec<u64>) {
+        let mut c = ports3();
+        c[0].vlan = PortVlan::new(Some(VlanMode::NativeUntagged), Some(10), None).expect("vlan");
+        let mut r = Rig::new(
+            c,
+            &[
+                "priority=10,arp,actions=normal,output:3",
+                "priority=5,ipv6,actions=mod_vlan_vid:7,normal",
+                "priority=0,actions=normal",
+            ],
+        );
+        let mut outs = vec![Vec::new(); 3];
+        let frames = mixed_frames();
+        for (n, chunk) in frames.chunks(batch_size).enumerate() {
+            r.batch.clear();
+            for (k, (port, f)) in chunk.iter().enumerate() {
+                let ts = Timestamp((n * batch_size + k) as u64 * 300_000_000);
+                r.batch.push_frame(
+                    f,
+                    crate::packet::PacketMeta {
+                        port: *port,
+                        ts,
+                        queue: 0,
+                    },
+                );
+            }
+            r.p.process(&mut r.batch, &mut NoTrace);
+            for (k, port) in r.ports.iter_mut().enumerate() {
+                r.p.flush_port(k as u16, port).expect("flush");
+                outs[k].extend(port.take_sent().into_iter().map(|(m, f)| (m.ts.0, f)));
+            }
+        }
+        let stats = (0..3)
+            .map(|i| r.p.port_stats(i).copied().unwrap_or_default())
+            .collect();
+        let rules = r.p.rules().iter().map(|(_, x)| x.stats.packets).collect();
+        (outs, stats, rules)
+    }
+
+    #[test]
+    fn staged_batches_equal_one_frame_at_a_time() {
+        let one = run_batched(1);
+        let full = run_batched(BURST);
+        let odd = run_batched(7);
+        let sent: usize = one.0.iter().map(|v| v.len()).sum();
+        assert!(sent > 300, "only {sent} frames sent");
+        assert_eq!(one, full);
+        assert_eq!(one, odd);
+    }
+
+    #[test]
+    fn normal_cache_follows_a_mac_move_in_the_same_second() {
+        let mut r = Rig::new(ports3(), &[]);
+        r.send(0, 1, &frame(BCAST, A, None, 0x0800));
+        let o = r.send(1, 1, &frame(A, B, None, 0x0800));
+        assert_eq!(o[0].len(), 1);
+        let o = r.send(1, 1, &frame(A, B, None, 0x0800));
+        assert_eq!(o[0].len(), 1, "second frame of the flow, from the cache");
+        r.send(2, 1, &frame(BCAST, A, None, 0x0806)); // A moves to p3
+        let o = r.send(1, 1, &frame(A, B, None, 0x0800));
+        assert_eq!((o[0].len(), o[2].len()), (0, 1));
+    }
+
+    #[test]
+    fn malformed_frames_are_counted_once() {
+        let mut r = Rig::new(ports3(), &[]);
+        let mut f = frame(BCAST, A, None, 0x0800);
+        f[14] = 0x44; // IHL 4
+        r.send(0, 1, &f);
+        assert_eq!(r.p.port_stats(0).map(|s| s.malformed.ipv4_invalid), Some(1));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub struct Installed {
     pub rank: Rank,
     /// Its counters.
     pub stats: RuleStats,
+    /// True when the actions are exactly `NORMAL` (its decision is cacheable).
+    pub normal_only: bool,
 }
 
 impl Installed {
@@ -122,7 +124,9 @@ impl FlowTables {
             }
         };
         let replaced = existing.and_then(|(old, _)| self.take(old));
+        let normal_only = rule.actions == [crate::flow::Action::Normal];
         let inst = Installed {
+            normal_only,
             rule,
             rank,
             stats: RuleStats {
@@ -192,15 +196,20 @@ impl FlowTables {
         self.tables[table as usize].lookup(key).map(|(id, _)| id)
     }
 
-    /// Counts a hit on rule `id`.
+    /// Counts a hit on rule `id`; returns its number of actions and whether
+    /// it is a lone `NORMAL`.
     #[inline(always)]
-    pub fn hit(&mut self, id: u32, bytes: usize, now: Timestamp) {
-        if let Some(Some(r)) = self.slots.get_mut(id as usize) {
-            r.stats.packets += 1;
-            r.stats.bytes += bytes as u64;
-            if now > r.stats.last_used {
-                r.stats.last_used = now;
+    pub fn hit(&mut self, id: u32, bytes: usize, now: Timestamp) -> Option<(usize, bool)> {
+        match self.slots.get_mut(id as usize) {
+            Some(Some(r)) => {
+                r.stats.packets += 1;
+                r.stats.bytes += bytes as u64;
+                if now > r.stats.last_used {
+                    r.stats.last_used = now;
+                }
+                Some((r.rule.actions.len(), r.normal_only))
             }
+            _ => None,
         }
     }
 
@@ -223,9 +232,10 @@ impl FlowTables {
         for (i, s) in self.slots.iter().enumerate() {
             let Some(r) = s else { continue };
             let Some(d) = r.deadline() else { continue };
-            if d <= now {
+            // OVS: expired once strictly past the deadline.
+            if d < now {
                 let hard = r.rule.hard_timeout > 0
-                    && r.stats.installed.add_secs(r.rule.hard_timeout as u64) <= now;
+                    && r.stats.installed.add_secs(r.rule.hard_timeout as u64) < now;
                 dead.push((i as u32, if hard { Removed::Hard } else { Removed::Idle }));
             } else {
                 next = next.min(d);
@@ -326,17 +336,18 @@ mod tests {
             Timestamp::from_secs(100),
         );
         assert_eq!(t.next_deadline(), Timestamp::from_secs(110));
-        let id = t.lookup(0, &{
-            let mut k = FlowKey::ZERO;
-            k.set(crate::key::Field::DlType, 0x0800);
-            k
-        });
-        t.hit(id.expect("ip rule"), 60, Timestamp::from_secs(105));
-        assert!(t.expire(Timestamp::from_secs(110)).is_empty());
-        let gone = t.expire(Timestamp::from_secs(115));
+        let mut k = FlowKey::ZERO;
+        k.set(crate::key::Field::DlType, 0x0800);
+        let id = t.lookup(0, &k).expect("ip rule");
+        let _ = t.hit(id, 60, Timestamp::from_secs(105));
+        let just_after = |s: u64| Timestamp(Timestamp::from_secs(s).0 + 1);
+        // Exactly at the deadline the rule still stands (OVS: strictly past).
+        assert!(t.expire(Timestamp::from_secs(115)).is_empty());
+        let gone = t.expire(just_after(115));
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].1, Removed::Idle);
-        let gone = t.expire(Timestamp::from_secs(120));
+        assert!(t.expire(Timestamp::from_secs(120)).is_empty());
+        let gone = t.expire(just_after(120));
         assert_eq!(gone[0].1, Removed::Hard);
         assert!(t.is_empty());
     }

@@ -111,6 +111,15 @@ pub struct Tag {
 }
 
 impl Tag {
+    /// True when two two-level stacks are identical (both tags, TPID and TCI).
+    #[inline(always)]
+    pub fn same2(a: &[Tag; 2], b: &[Tag; 2]) -> bool {
+        a[0].tpid == b[0].tpid
+            && a[0].tci == b[0].tci
+            && a[1].tpid == b[1].tpid
+            && a[1].tci == b[1].tci
+    }
+
     /// True when the tag is present.
     #[inline(always)]
     pub fn present(self) -> bool {
@@ -137,11 +146,15 @@ impl Xvlan {
     }
 
     /// Writes the tags back into a flow (OVS `xvlan_put` with
-    /// `priority-tags=never`: a level with VID 0 becomes untagged).
+    /// `priority-tags=never`): a level is tagged when its VID or PCP is
+    /// non-zero. So a priority-tagged frame with PCP 5 that stays in VLAN 0
+    /// (trunk to trunk) keeps its VID-0 tag, while one with PCP 0 loses it;
+    /// `never` itself only matters where a tag is removed (access ports,
+    /// the native VLAN of native-untagged ports), which drops the PCP.
     #[inline]
     pub fn put(&self, vlans: &mut [Tag; 2]) {
         for (i, x) in self.v.iter().enumerate() {
-            if x.vid != 0 {
+            if x.vid != 0 || x.pcp != 0 {
                 vlans[i].tci = x.vid | x.pcp | VLAN_CFI;
                 vlans[i].tpid = if x.tpid != 0 { x.tpid } else { ETH_TYPE_VLAN };
             } else {
@@ -438,9 +451,11 @@ mod tests {
     }
 
     #[test]
-    fn put_never_writes_priority_tags() {
+    fn put_keeps_nonzero_priority_tags_only() {
         let mut vlans = [Tag::default(); 2];
         x(0, 5).put(&mut vlans);
+        assert_eq!(vlans[0].tci, (5 << 13) | VLAN_CFI);
+        x(0, 0).put(&mut vlans);
         assert!(!vlans[0].present());
         x(7, 5).put(&mut vlans);
         assert_eq!(vlans[0].tci, 7 | (5 << 13) | VLAN_CFI);

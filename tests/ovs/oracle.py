@@ -30,7 +30,22 @@ How it works (details in the notes at the end of this file):
   * every unixctl command is sent on a NEW unix-socket connection; OVS only
     accepts new connections at the start of unixctl_server_run(), i.e. after
     bridge_run() has processed the previously received frame.  That gives
-    strict one-frame-at-a-time processing.
+    strict one-frame-at-a-time processing.  (Measured: reusing one
+    connection, even waiting for each reply, let 74 of 300 "B to A" frames
+    overtake "A learned" frames; fresh connections: 0 of 3x2000.)
+  * flows.txt goes through ovs-ofctl's default OpenFlow 1.0+NXM session
+    (OVS's classic semantics: mod_vlan_vid pushes a tag on untagged frames;
+    goto_table:N is accepted and stored as resubmit(,N)); only lines that
+    need OF1.1+ (push_vlan, write_actions, clear_actions, meter, group) go
+    over OpenFlow 1.3.  ovs-ofctl warnings (e.g. "normalization changed
+    ofp_match" = a match field was silently dropped) are echoed.
+
+Output: OUT/<port>.pcap for every port (header-only if nothing was sent),
+classic pcap, microsecond, wall-clock timestamps (compare bytes only).
+Frames shorter than 14 bytes cannot be injected (netdev-dummy/receive
+rejects them); they are skipped with a warning.
+Exit status: 0 ok (also when skipped: [check] ovs = false writes OUT/SKIPPED
+and no pcaps, unless --force), 1 --compare found differences, 2 error.
 """
 
 import argparse
@@ -67,7 +82,9 @@ def log(msg):
 
 
 class OracleError(Exception):
-    pass
+    def __init__(self, msg, quiet=False):
+        super().__init__(msg)
+        self.quiet = quiet  # True: no need to show the OVS log
 
 
 # --------------------------------------------------------------------------
@@ -218,8 +235,15 @@ class Unixctl:
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout if timeout is None else timeout)
         try:
-            s.connect(self.path)
-            s.sendall(req)
+            try:
+                s.connect(self.path)
+            except OSError as ex:
+                raise UnixctlError("cannot connect to %s (%s) for %s: did ovs-vswitchd die?"
+                                   % (self.path, ex, method))
+            try:
+                s.sendall(req)
+            except OSError as ex:
+                raise UnixctlError("error sending %s: %s" % (method, ex))
             buf = b""
             dec = json.JSONDecoder()
             while True:
@@ -227,6 +251,8 @@ class Unixctl:
                     chunk = s.recv(1 << 16)
                 except socket.timeout:
                     raise UnixctlError("timeout waiting for reply to %s %s" % (method, params))
+                except OSError as ex:
+                    raise UnixctlError("error reading reply to %s: %s" % (method, ex))
                 if not chunk:
                     raise UnixctlError("connection closed waiting for reply to %s" % method)
                 buf += chunk
@@ -317,41 +343,91 @@ def load_frames(sdir, ports):
     return frames
 
 
-GOTO_RE = re.compile(r"\bgoto_table\s*[:(]\s*(\d+)\s*\)?")
-OF11_ONLY_RE = re.compile(r"\b(write_actions|clear_actions|write_metadata|meter)\b")
+# Lines that OpenFlow 1.0 (+NXM) cannot carry.  In an OF1.0 session
+# ovs-ofctl silently turns write_actions(...)/clear_actions into "drop"
+# instead of failing, so these must be routed to OF1.3 explicitly.
+OF13_ONLY_RE = re.compile(r"\b(push_vlan|write_actions|clear_actions|meter|group)\b")
+VLAN_SET_RE = re.compile(r"\b(mod_vlan_vid|mod_vlan_pcp|set_vlan_vid|set_vlan_pcp)\b")
 
 
 def load_flows(sdir):
-    """Returns (of10_lines, of13_lines, goto_lines) or None if no flows.txt.
+    """Returns [(flows.txt line number, text)] or None if there's no flows.txt.
 
-    Lines are installed with ovs-ofctl's default protocol (OpenFlow 1.0 +
-    Nicira extensions), so actions keep their OF1.0/NXM meaning
-    (mod_vlan_vid / mod_vlan_pcp push a tag onto untagged frames, ...).
-    'goto_table:N' has no OF1.0 encoding: such lines are first validated as
-    written with 'ovs-ofctl -O OpenFlow15 parse-flows' (so OVS's own goto_table
-    rules - must be last, must go to a later table - are enforced) and then
-    installed with goto_table:N rewritten to resubmit(,N), which OVS
-    translates identically when it is the last action (same table lookup,
-    same depth/resubmit accounting, table miss = drop when no controller).
-    Lines using other OF1.1+ instructions (write_actions, clear_actions,
-    write_metadata, meter) are installed unchanged with -O OpenFlow15."""
+    Protocol choice (see install_flows): every line goes over ovs-ofctl's
+    default OpenFlow 1.0 + NXM session unless it needs OF1.1+, so actions keep
+    OVS's OF1.0/Nicira meaning -- mod_vlan_vid / mod_vlan_pcp push a tag
+    onto an untagged frame and rewrite the outer tag of a tagged one.  (Sent
+    over OF1.1+, ovs-ofctl encodes them as push_vlan+set_field whenever the
+    match doesn't require a tag, which pushes a second tag onto tagged
+    frames.)  goto_table:N is accepted in OF1.0 sessions: ovs-ofctl checks it
+    (must be last, N > table) and OVS stores it as resubmit(,N) -- identical
+    translation when it is the last action; table miss drops either way
+    since no controller is connected."""
     path = os.path.join(sdir, "flows.txt")
     if not os.path.isfile(path):
         return None
-    of10, of13, gotos = [], [], []
+    lines = []
     with open(path) as f:
-        for raw in f:
+        for lineno, raw in enumerate(f, 1):
             line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            if OF11_ONLY_RE.search(line):
-                of13.append(line)
-            elif GOTO_RE.search(line):
-                gotos.append(line)
-                of10.append(GOTO_RE.sub(lambda m: "resubmit(,%s)" % m.group(1), line))
-            else:
-                of10.append(line)
-    return of10, of13, gotos
+            if line and not line.startswith("#"):
+                lines.append((lineno, line))
+    return lines
+
+
+def install_flows(sb, lines):
+    """Deletes all flows of br0 and installs 'lines'.  Returns the OVS
+    warnings printed while parsing (e.g. 'normalization changed ofp_match',
+    which means OVS silently dropped match fields lacking prerequisites)."""
+    of10 = [l for l in lines if not OF13_ONLY_RE.search(l[1])]
+    of13 = [l for l in lines if OF13_ONLY_RE.search(l[1])]
+    warnings = []
+
+    def add(group, proto_args, tag):
+        fp = sb.p("flows-%s.txt" % tag)
+        with open(fp, "w") as f:
+            f.write("".join(text + "\n" for _, text in group))
+        return sb.run(["ovs-ofctl"] + proto_args + ["add-flows", "br0", fp], check=False)
+
+    def fail(r, group):
+        msg = (r.stderr or r.stdout).strip()
+        m = re.search(r"flows-\w+\.txt:(\d+): ", msg)
+        where = ""
+        if m and 0 < int(m.group(1)) <= len(group):
+            lineno, text = group[int(m.group(1)) - 1]
+            where = "flows.txt line %d: %s\n" % (lineno, text)
+        raise OracleError("OVS rejected flows.txt:\n%s%s" % (where, msg), quiet=True)
+
+    sb.ofctl("del-flows", "br0")
+    if of10:
+        r = add(of10, [], "of10")
+        if r.returncode != 0 and "none of the usable flow formats" in r.stderr:
+            # Some line needs OF1.1+ for a reason the regex didn't catch:
+            # find it line by line (slow path) and move it to the OF1.3 set.
+            sb.ofctl("del-flows", "br0")
+            keep = []
+            for l in of10:
+                rr = sb.run(["ovs-ofctl", "parse-flow", l[1]], check=False)
+                (of13 if "none of the usable flow formats" in rr.stderr else keep).append(l)
+            of10 = keep
+            r = add(of10, [], "of10") if of10 else None
+        if r is not None:
+            if r.returncode != 0:
+                fail(r, of10)
+            warnings += [w for w in r.stderr.splitlines() if w.strip()]
+    if of13:
+        for lineno, text in of13:
+            acts = text.split("actions=", 1)[-1]
+            m_set, m_push = VLAN_SET_RE.search(acts), re.search(r"\bpush_vlan\b", acts)
+            if m_set and (not m_push or m_set.start() < m_push.start()):
+                warnings.append("flows.txt line %d needs OpenFlow 1.1+; there OVS encodes "
+                                "mod_vlan_vid/mod_vlan_pcp as push_vlan+set_field unless the "
+                                "match requires a tag (static, not per packet): %s" % (lineno, text))
+        r = add(of13, ["-O", "OpenFlow13"], "of13")
+        if r.returncode != 0:
+            fail(r, of13)
+        warnings += [w for w in r.stderr.splitlines() if w.strip()]
+    return warnings
 
 
 # --------------------------------------------------------------------------
@@ -453,7 +529,10 @@ class Sandbox:
     def log_tail(self, n=25):
         try:
             with open(self.p("ovs-vswitchd.log")) as f:
-                return "".join(f.readlines()[-n:])
+                lines = [l for l in f if re.search(r"\|(WARN|ERR|EMER)\|", l)
+                         and "dynamic limit of 0 flows" not in l
+                         and "due to excessive rate" not in l]
+            return "".join(lines[-n:])
         except OSError:
             return ""
 
@@ -520,7 +599,7 @@ def align_clock(sb, vs):
         vs.call("time/warp", x)
         age = parse_fdb_age(vs.call("fdb/show", "br0"), mac)
         if age == 1:
-            lo, hi = lo - mid, hi - mid
+            lo, hi = 0, hi - mid
         elif age == 0:
             lo, hi = lo + x, mid - 1 + x
         else:
@@ -529,10 +608,20 @@ def align_clock(sb, vs):
     return lo
 
 
+def _crosses(sorted_times, lo, hi):
+    """True if some element of sorted_times lies in [lo, hi]."""
+    import bisect
+    k = bisect.bisect_left(sorted_times, lo)
+    return k < len(sorted_times) and sorted_times[k] <= hi
+
+
 def run_scenario(sdir, outdir, keep=False, force=False):
     sc = load_scenario(sdir)
     check = sc["check"]
     os.makedirs(outdir, exist_ok=True)
+    for fn in os.listdir(outdir):  # results of an earlier run
+        if fn.endswith(".pcap") or fn == "SKIPPED":
+            os.remove(os.path.join(outdir, fn))
     if not check.get("ovs", True) and not force:
         note = check.get("note", "")
         with open(os.path.join(outdir, "SKIPPED"), "w") as f:
@@ -589,41 +678,36 @@ def run_scenario(sdir, outdir, keep=False, force=False):
         if w:
             vs.call("time/warp", w)
 
-        need_expiry_sync = False
+        timeouts_ms = []
         if flows is not None:
-            of10, of13, gotos = flows
-            sb.ofctl("del-flows", "br0")
-            if gotos:
-                fp = sb.p("flows-goto-check.txt")
-                with open(fp, "w") as f:
-                    f.write("\n".join(gotos) + "\n")
-                sb.run(["ovs-ofctl", "-O", "OpenFlow15", "parse-flows", fp])
-            if of10:
-                fp = sb.p("flows-of10.txt")
-                with open(fp, "w") as f:
-                    f.write("\n".join(of10) + "\n")
-                sb.ofctl("add-flows", "br0", fp)
-            if of13:
-                fp = sb.p("flows-of15.txt")
-                with open(fp, "w") as f:
-                    f.write("\n".join(of13) + "\n")
-                sb.ofctl("-O", "OpenFlow15", "add-flows", "br0", fp)
-            alltext = " ".join(of10 + of13)
-            need_expiry_sync = bool(re.search(r"(idle_timeout|hard_timeout)\s*=\s*[1-9]|learn\s*\(",
-                                              alltext))
+            for w in install_flows(sb, flows):
+                sys.stderr.write("oracle: warning: ovs-ofctl: %s\n" % w)
+            # Every idle_timeout/hard_timeout value anywhere in the file
+            # (including inside learn() specs), in ms.
+            timeouts_ms = sorted({int(v) * 1000 for v in re.findall(
+                r"(?:idle_timeout|hard_timeout)\s*=\s*(\d+)",
+                " ".join(t for _, t in flows)) if int(v)})
             if VERBOSE:
                 log("flows:\n" + sb.ofctl("dump-flows", "br0").stdout)
 
         cur_ms = t0_ms
+        bases = [t0_ms]  # times at which a rule may have been used/created
+        n_sync = 0
         for i, (ts, ofp, _idx, name, fr) in enumerate(frames):
             target = ts // 1_000_000
             if target > cur_ms:
                 vs.call("time/warp", target - cur_ms)
-                cur_ms = target
-                if need_expiry_sync:
-                    # Rule expiry runs in the main loop only after a
-                    # revalidator dump completes; wait for one at this time.
+                # OVS expires a rule when now > used + T (or modified + T),
+                # but only in the main loop after a revalidator dump finished
+                # (every 100 ms of *real* time while the clock is stopped).
+                # If some rule may have crossed its deadline in
+                # (cur_ms, target], wait for a dump at the new time.
+                if any(_crosses(bases, cur_ms - t, target - 1 - t) for t in timeouts_ms):
                     vs.call("revalidator/wait")
+                    n_sync += 1
+                cur_ms = target
+            if timeouts_ms and bases[-1] != cur_ms:
+                bases.append(cur_ms)
             if len(fr) < 14:
                 sys.stderr.write("oracle: warning: frame %d on %s is %d bytes; "
                                  "netdev-dummy/receive rejects frames < 14 bytes, skipped\n"
@@ -632,7 +716,7 @@ def run_scenario(sdir, outdir, keep=False, force=False):
             vs.call("netdev-dummy/receive", name, fr.hex())
         # Barrier: this reply implies the last frame went through bridge_run.
         vs.call("version")
-        log("%d frames injected, %d unixctl calls" % (len(frames), vs.n_calls))
+        log("%d frames injected, %d unixctl calls, %d expiry syncs" % (len(frames), vs.n_calls, n_sync))
         sb.stop()
 
         for p in ports:
@@ -646,9 +730,9 @@ def run_scenario(sdir, outdir, keep=False, force=False):
         return 0
     except OracleError as ex:
         sys.stderr.write("oracle: error: %s\n" % ex)
-        tail = sb.log_tail()
+        tail = "" if ex.quiet else sb.log_tail()
         if tail:
-            sys.stderr.write("---- ovs-vswitchd.log (tail) ----\n%s" % tail)
+            sys.stderr.write("---- ovs-vswitchd.log (warnings/errors, tail) ----\n%s" % tail)
         return 2
     finally:
         if not ok and not keep:
@@ -769,11 +853,15 @@ if __name__ == "__main__":
 #     With the seconds aligned to the pcap, an entry last refreshed by a frame
 #     at pcap time t is gone for a frame at t' iff floor(t') >= floor(t)+300.
 #   * Flow timeouts: rule_expire() checks now > used + idle*1000 and
-#     now > modified + hard*1000 (ms), but only when the revalidator dump
-#     sequence changed.  When flows.txt has timeouts the oracle calls
-#     revalidator/wait after every warp, so the check runs at the frame's
-#     exact ms.  'used' is the ms time of the last frame that hit the rule
-#     (exact, since every frame is an upcall with flow-limit=0);
-#     'modified' is the time flows were installed = first frame's ms.
+#     now > modified + hard*1000 (ms), but only in the main loop after the
+#     revalidator finished a dump, which with a stopped clock happens every
+#     max-revalidator (100, the minimum) ms of *real* time.  Whenever some
+#     rule might have crossed a deadline since the previous frame (any
+#     earlier frame time or the install time + any timeout in flows.txt
+#     falls in [previous frame, this frame)), the oracle calls
+#     revalidator/wait after the warp (costs ~100 ms), so the check runs at
+#     the frame's exact ms.  'used' is the ms time of the last frame that hit
+#     the rule (exact: every frame is an upcall with flow-limit=0);
+#     'modified' = install time = first frame's ms.
 #   * No intermediate warp steps are needed: nothing else periodic (STP,
 #     LACP, BFD, mcast snooping) is enabled.

@@ -4,6 +4,11 @@
 //! `actions=` and a comma-separated action list that runs to the end of the
 //! line. Every error carries the 1-based column of the item at fault, and a
 //! rule either parses whole or not at all.
+//!
+//! Stricter than `ovs-ofctl` on purpose: OVS silently drops a field whose
+//! prerequisite is missing (`nw_dst=…` without `ip` installs a rule that
+//! matches everything) and silently truncates out-of-range values
+//! (`dl_vlan=4096` becomes 0); both are errors here, with the column.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -185,6 +190,95 @@ fn parse_mac(s: &str) -> Option<u64> {
     Some(v)
 }
 
+/// Every keyword a match may use (for "did you mean" hints).
+const MATCH_FIELDS: &[&str] = &[
+    "in_port",
+    "dl_src",
+    "dl_dst",
+    "eth_src",
+    "eth_dst",
+    "dl_type",
+    "eth_type",
+    "dl_vlan",
+    "dl_vlan_pcp",
+    "vlan_tci",
+    "nw_src",
+    "nw_dst",
+    "ip_src",
+    "ip_dst",
+    "arp_spa",
+    "arp_tpa",
+    "ipv6_src",
+    "ipv6_dst",
+    "nw_proto",
+    "ip_proto",
+    "arp_op",
+    "nw_tos",
+    "ip_dscp",
+    "tp_src",
+    "tp_dst",
+    "tcp_src",
+    "tcp_dst",
+    "udp_src",
+    "udp_dst",
+    "sctp_src",
+    "sctp_dst",
+    "icmp_type",
+    "icmp_code",
+    "icmpv6_type",
+    "icmpv6_code",
+    "ip",
+    "ipv6",
+    "arp",
+    "rarp",
+    "tcp",
+    "udp",
+    "sctp",
+    "icmp",
+    "igmp",
+    "tcp6",
+    "udp6",
+    "sctp6",
+    "icmp6",
+    "table",
+    "priority",
+    "cookie",
+    "idle_timeout",
+    "hard_timeout",
+    "actions",
+];
+
+/// Levenshtein distance, for suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// ` (did you mean `x`?)` when a known keyword is close to `word`.
+fn suggest(word: &str) -> String {
+    // Closest first; among equals, prefer a keyword that contains the word's
+    // letters in order (`ip6` → `ipv6`, not `ip`).
+    let subseq = |k: &str| {
+        let mut it = k.chars();
+        word.chars().all(|c| it.any(|x| x == c))
+    };
+    MATCH_FIELDS
+        .iter()
+        .map(|k| (distance(word, k), !subseq(k), *k))
+        .filter(|(d, _, _)| *d <= 2)
+        .min()
+        .map_or_else(String::new, |(_, _, k)| format!(" (did you mean `{k}`?)"))
+}
+
 /// Context for parsing one rule.
 struct Parser<'a, P: PortNames + ?Sized> {
     ports: &'a P,
@@ -286,9 +380,15 @@ impl<P: PortNames + ?Sized> Parser<'_, P> {
         }
 
         let Some(val) = it.value else {
+            if MATCH_FIELDS.contains(&key) {
+                return Err(FlowError::new(
+                    col,
+                    format!("`{key}` needs a value: `{key}=VALUE`"),
+                ));
+            }
             return Err(FlowError::new(
                 col,
-                format!("unknown field or shorthand `{key}` (fields take a value: `{key}=VALUE`)"),
+                format!("unknown field or shorthand `{key}`{}", suggest(key)),
             ));
         };
         let vcol = it.value_col;
@@ -462,13 +562,8 @@ impl<P: PortNames + ?Sized> Parser<'_, P> {
                 let t = parse_uint(val)
                     .filter(|x| *x <= 255)
                     .ok_or_else(|| bad("a TOS value (0-255)"))?;
-                if t & 3 != 0 {
-                    return Err(FlowError::new(
-                        vcol,
-                        format!("nw_tos: {t} has ECN bits set; nw_tos matches the DSCP bits only, so use a multiple of 4 (or ip_dscp={})", t >> 2),
-                    ));
-                }
-                self.set(Field::NwTos, t, 0xfc, col, key)?;
+                // As in OVS, the two ECN bits are ignored: nw_tos matches DSCP only.
+                self.set(Field::NwTos, t & 0xfc, 0xfc, col, key)?;
             }
             "ip_dscp" => {
                 self.note("ip_dscp", col)?;
@@ -518,7 +613,12 @@ impl<P: PortNames + ?Sized> Parser<'_, P> {
                 };
                 self.set(f, t, 0xffff, col, key)?;
             }
-            _ => return Err(FlowError::new(col, format!("unknown match field `{key}`"))),
+            _ => {
+                return Err(FlowError::new(
+                    col,
+                    format!("unknown match field `{key}`{}", suggest(key)),
+                ))
+            }
         }
         Ok(())
     }
@@ -1170,6 +1270,10 @@ mod tests {
         assert_eq!(e.col(), 28);
         let e = err("in_port=1");
         assert!(e.msg().contains("actions"));
+        let e = err("ip6,actions=drop");
+        assert!(e.msg().contains("did you mean `ipv6`"), "{}", e.msg());
+        let e = err("nw_dts=1.2.3.4,ip,actions=drop");
+        assert!(e.msg().contains("did you mean `nw_dst`"), "{}", e.msg());
         let e = err("actions=goto_table:1,output:2");
         assert!(e.msg().contains("last"));
         let e = err("table=2,actions=goto_table:1");
@@ -1178,8 +1282,10 @@ mod tests {
         assert!(e.msg().contains("only action"));
         let e = err("ip,arp,actions=drop");
         assert!(e.msg().contains("contradicts"));
-        let e = err("ip,nw_tos=1,actions=drop");
-        assert!(e.msg().contains("DSCP"));
+        assert_eq!(
+            p("ip,nw_tos=185,actions=drop").to_string(),
+            "ip,nw_tos=184 actions=drop"
+        );
         let e = err("in_port=1,in_port=2,actions=drop");
         assert!(e.msg().contains("twice"));
     }
