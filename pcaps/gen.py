@@ -228,7 +228,8 @@ def priority_tags():
     s = Scenario("priority-tags",
                  "802.1p priority-tagged frames (VID 0): accepted on access and trunk ports as "
                  "untagged; PCP is kept when an access port's VLAN tag is pushed onto the frame; "
-                 "with OVS's priority-tags=never no port ever sends a VID-0 tag; the DEI bit.",
+                 "priority-tags=never strips the tag (and PCP) toward access ports, while VLAN 0 "
+                 "between trunks keeps a non-zero PCP tag; the DEI bit; priority tags over 802.1Q.",
                  [dict(name="acc", ofport=1, tag=10),
                   dict(name="trunk", ofport=2),
                   dict(name="trunk2", ofport=3),
@@ -238,11 +239,21 @@ def priority_tags():
     s.send("acc", Ether(src=h[1], dst=BCAST) / Dot1Q(vlan=0, prio=5) / IP(src=ip4(1)) / UDP())
     s.send("acc", Ether(src=h[1], dst=BCAST) / IP(src=ip4(1), tos=0xb8) / UDP())
     s.send("trunk", Ether(src=h[2], dst=BCAST) / Dot1Q(vlan=0, prio=3) / IP(src=ip4(2)) / UDP())
-    s.send("trunk", Ether(src=h[2], dst=BCAST) / Dot1Q(vlan=10, prio=3, id=1) / IP(src=ip4(2)) / UDP())
-    s.send("trunk2", Ether(src=h[3], dst=BCAST) / Dot1Q(vlan=10, prio=7, id=1) / IP(src=ip4(3)) / UDP())
+    s.send("trunk", Ether(src=h[2], dst=BCAST) / Dot1Q(vlan=10, prio=3) / IP(src=ip4(2)) / UDP())
+    # DEI set: unicast trunk to trunk keeps the tag bytes (DEI included); a
+    # rewritten or pushed tag has DEI clear. (Floods mixing access and trunk
+    # ports are avoided: OVS's output order, hence DEI, varies between runs.)
+    s.send("trunk2", Ether(src=h[3], dst=h[2]) / Dot1Q(vlan=10, prio=7, id=1) / IP(src=ip4(3)) / UDP())
+    s.send("trunk2", Ether(src=h[3], dst=h[1]) / Dot1Q(vlan=10, prio=7, id=1) / IP(src=ip4(3)) / UDP())
     s.send("acc0", Ether(src=h[4], dst=BCAST) / Dot1Q(vlan=0, prio=6) / IP(src=ip4(4)) / UDP())
     s.send("t10", Ether(src=h[5], dst=BCAST) / Dot1Q(vlan=0, prio=4) / IP(src=ip4(5)) / UDP())
     s.send("acc", Ether(src=h[1], dst=h[5]) / Dot1Q(vlan=0, prio=2) / IP(src=ip4(1), dst=ip4(5)) / UDP())
+    # VLAN 0 between trunks: a priority tag with PCP 5 is kept, with PCP 0 removed.
+    s.send("trunk", Ether(src=h[2], dst=h[6]) / Dot1Q(vlan=0, prio=5) / IP(src=ip4(2)) / UDP())
+    s.send("trunk", Ether(src=h[2], dst=h[6]) / Dot1Q(vlan=0, prio=0) / IP(src=ip4(2)) / UDP())
+    # Double tags: a priority tag over an 802.1Q tag, from the trunk and from an access port.
+    s.send("trunk", Ether(src=h[2], dst=h[6]) / Dot1Q(vlan=0, prio=0) / Dot1Q(vlan=20) / IP() / UDP())
+    s.send("acc", Ether(src=h[1], dst=h[6]) / Dot1AD(vlan=0, prio=5) / Dot1Q(vlan=20) / IP() / UDP())
     s.write()
 
 
@@ -490,6 +501,7 @@ table=0,priority=90,arp,actions=goto_table:2
 table=0,priority=80,dl_type=0x88b5,actions=resubmit(,3),output:3
 table=0,priority=70,dl_type=0x88b6,actions=resubmit(,5)
 table=0,priority=60,dl_type=0x88b7,actions=resubmit(2,6)
+table=0,priority=55,dl_type=0x88ba,actions=resubmit(3,6)
 table=0,priority=50,dl_type=0x88b8,actions=mod_vlan_vid:9,resubmit(,7)
 table=0,priority=0,actions=drop
 table=1,tcp,actions=output:2
@@ -499,12 +511,14 @@ table=2,priority=1,actions=output:2
 table=5,actions=output:2,resubmit(,5)
 table=6,in_port=2,actions=output:1
 table=6,in_port=1,actions=output:2
+table=6,in_port=3,actions=output:4
 table=7,dl_vlan=9,actions=output:2
 """
     s = Scenario("multi-table",
                  "Multiple tables: resubmit(,T) returns and continues, goto_table, a table miss "
                  "in a resubmitted table continues with the next action, resubmit(PORT,T) looks "
-                 "up with another in_port, lookups see earlier rewrites, and a resubmit loop "
+                 "up with another in_port (the actions still see the real one, so output:1 back "
+                 "to input port 1 is skipped), lookups see earlier rewrites, and a resubmit loop "
                  "drops the frame entirely.",
                  ports(4), flows=flows)
     e = Ether(src=mac(1), dst=mac(2))
@@ -517,6 +531,7 @@ table=7,dl_vlan=9,actions=output:2
     s.send("p1", Ether(src=mac(1), dst=mac(2), type=0x88b7) / Raw(b"z" * 46))
     s.send("p1", Ether(src=mac(1), dst=mac(2), type=0x88b8) / Raw(b"w" * 46))
     s.send("p1", Ether(src=mac(1), dst=mac(2), type=0x88b9) / Raw(b"v" * 46))
+    s.send("p1", Ether(src=mac(1), dst=mac(2), type=0x88ba) / Raw(b"u" * 46))
     s.write()
 
 
@@ -563,23 +578,27 @@ def mac_aging():
 
 def mac_eviction():
     s = Scenario("mac-eviction",
-                 "A full MAC table (here 4 entries) makes room by evicting the least recently "
-                 "learned entry of the port holding the most entries (OVS's fair eviction; "
-                 "oldest-first when one port holds them all).",
-                 ports(3), bridge={"mac_table_size": 4})
-    t = 0
+                 "A full MAC table (here 10 entries, the least OVS allows) makes room by evicting "
+                 "the least recently learned entry of the port holding the most entries (OVS's "
+                 "fair eviction), not the oldest entry overall.",
+                 ports(3), bridge={"mac_table_size": 10})
+    t = [0]
+
     def at():
-        nonlocal t
-        t += 2
-        return t
-    s.send("p1", Ether(src=mac(1), dst=BCAST) / ARP(), at=at())
-    s.send("p2", Ether(src=mac(2), dst=BCAST) / ARP(), at=at())
-    s.send("p2", Ether(src=mac(3), dst=BCAST) / ARP(), at=at())
-    s.send("p2", Ether(src=mac(4), dst=BCAST) / ARP(), at=at())
-    s.send("p3", Ether(src=mac(5), dst=BCAST) / ARP(), at=at())  # evicts mac(2) (p2's oldest)
-    s.send("p3", Ether(src=mac(9), dst=mac(1)) / IP() / UDP(), at=at())  # p1's entry survived
-    s.send("p1", Ether(src=mac(8), dst=mac(2)) / IP() / UDP(), at=at())  # mac(2) gone: flood
-    s.send("p1", Ether(src=mac(8), dst=mac(3)) / IP() / UDP(), at=at())
+        t[0] += 2
+        return t[0]
+    s.send("p1", Ether(src=mac(1), dst=BCAST) / ARP(), at=at())          # oldest overall, on p1
+    s.send("p1", Ether(src=mac(2), dst=BCAST) / ARP(), at=at())
+    for m in range(3, 11):                                                # 8 MACs on p2
+        s.send("p2", Ether(src=mac(m), dst=BCAST) / ARP(), at=at())
+    # Table full (10). A new MAC on p3 evicts p2's oldest, mac(3), not mac(1).
+    s.send("p3", Ether(src=mac(20), dst=BCAST) / ARP(), at=at())
+    s.send("p3", Ether(src=mac(20), dst=mac(1)) / IP() / UDP(), at=at())  # unicast to p1
+    s.send("p3", Ether(src=mac(20), dst=mac(3)) / IP() / UDP(), at=at())  # forgotten: flood
+    # Another new MAC evicts p2's next oldest, mac(4).
+    s.send("p3", Ether(src=mac(21), dst=BCAST) / ARP(), at=at())
+    s.send("p1", Ether(src=mac(1), dst=mac(4)) / IP() / UDP(), at=at())   # flood
+    s.send("p1", Ether(src=mac(1), dst=mac(5)) / IP() / UDP(), at=at())   # still on p2
     s.write()
 
 
@@ -602,7 +621,7 @@ def mtu():
                  "than 1518 bytes and does not send them either; frames over 9216 bytes are "
                  "dropped at the capture reader (oversize).",
                  [dict(name="big", ofport=1), dict(name="small", ofport=2, mtu=1500), dict(name="big2", ofport=3)],
-                 ovs=False, ovs_note="OVS's dummy ports do not enforce mtu_request on the frames they carry")
+                 ovs=False, ovs_note="xsw drops oversize frames on receive as well as on send; OVS dummy ports check the MTU only on send")
     payload = b"\x5a" * 9300
     s.send("big", Ether(src=mac(1), dst=BCAST) / IP() / UDP() / Raw(payload[:1500 - 28]))
     s.send("big", Ether(src=mac(1), dst=BCAST) / IP() / UDP() / Raw(payload[:1501 - 28]))

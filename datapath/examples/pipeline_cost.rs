@@ -8,7 +8,7 @@
 //! ```
 //! Instructions per frame = total Ir / (bursts × 32).
 
-#[path = "../benches/common.rs"]
+#[path = "../benches/common/mod.rs"]
 mod common;
 
 fn main() {

@@ -162,7 +162,8 @@ impl Classifier {
     }
 
     fn sort(&mut self) {
-        self.subtables.sort_by(|a, b| b.max_rank.cmp(&a.max_rank));
+        self.subtables
+            .sort_by_key(|s| std::cmp::Reverse(s.max_rank));
     }
 
     /// The best rule matching `key`, with its rank.

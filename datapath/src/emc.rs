@@ -85,10 +85,17 @@ impl Emc {
     fn find(&self, table: u8, key: &FlowKey, hash: u64) -> Option<usize> {
         let (a, b) = Self::slots(hash);
         let h = (hash >> 32) as u32;
-        [a, b].into_iter().find(|&i| {
+        let hit = |i: usize| {
             let m = &self.meta[i];
             m.gen == self.gen && m.hash == h && m.table == table && self.keys[i] == *key
-        })
+        };
+        if hit(a) {
+            Some(a)
+        } else if hit(b) {
+            Some(b)
+        } else {
+            None
+        }
     }
 
     /// The cached answer for `key` in `table`: `Some((rule id or NO_RULE, hint))`.

@@ -19,6 +19,10 @@ use crate::hash::FastMap;
 pub const DEFAULT_AGING_SECS: u64 = 300;
 /// OVS's default table size.
 pub const DEFAULT_MAX_ENTRIES: usize = 8192;
+/// Table sizes OVS accepts (`mac-table-size`; it clamps anything else).
+pub const MAX_ENTRIES_RANGE: std::ops::RangeInclusive<usize> = 10..=1_000_000;
+/// Aging times OVS accepts (`mac-aging-time`; it clamps anything else).
+pub const AGING_RANGE: std::ops::RangeInclusive<u64> = 15..=3600;
 
 const NIL: u32 = u32::MAX;
 
@@ -132,8 +136,18 @@ impl MacTable {
         Self::with_limits(DEFAULT_AGING_SECS, DEFAULT_MAX_ENTRIES)
     }
 
-    /// A table with the given aging time and size (both at least 1).
+    /// A table with the given aging time and size, clamped to the ranges
+    /// OVS accepts ([`AGING_RANGE`], [`MAX_ENTRIES_RANGE`]); tests may use
+    /// smaller tables through [`MacTable::with_exact_limits`].
     pub fn with_limits(aging_secs: u64, max_entries: usize) -> Self {
+        Self::with_exact_limits(
+            aging_secs.clamp(*AGING_RANGE.start(), *AGING_RANGE.end()),
+            max_entries.clamp(*MAX_ENTRIES_RANGE.start(), *MAX_ENTRIES_RANGE.end()),
+        )
+    }
+
+    /// A table with exactly these limits (at least 1 each).
+    pub fn with_exact_limits(aging_secs: u64, max_entries: usize) -> Self {
         let max = max_entries.max(1);
         MacTable {
             map: FastMap::with_capacity_and_hasher(max.min(1 << 16), Default::default()),
@@ -189,6 +203,20 @@ impl MacTable {
         port: u16,
         now: u64,
     ) -> (Learned, Option<Evicted>) {
+        self.learn_ex(mac, vlan, port, now, false)
+    }
+
+    /// [`MacTable::learn`], with `always_refresh` for gratuitous ARPs, which
+    /// OVS lets refresh an entry even within its first second.
+    #[inline]
+    pub fn learn_ex(
+        &mut self,
+        mac: u64,
+        vlan: u16,
+        port: u16,
+        now: u64,
+        always_refresh: bool,
+    ) -> (Learned, Option<Evicted>) {
         if is_multicast(mac) {
             return (Learned::Ignored, None);
         }
@@ -196,7 +224,7 @@ impl MacTable {
         if let Some(&i) = self.map.get(&k) {
             let e = self.slab[i as usize];
             let age = self.aging.saturating_sub(e.expires.saturating_sub(now));
-            if age == 0 && e.port == port {
+            if age == 0 && e.port == port && !always_refresh {
                 return (Learned::Unchanged, None);
             }
             // Refresh: to the back of both LRU lists, re-armed.
@@ -432,7 +460,7 @@ mod tests {
 
     #[test]
     fn aging_needs_refresh_after_a_second() {
-        let mut t = MacTable::with_limits(300, 10);
+        let mut t = MacTable::with_exact_limits(300, 10);
         t.learn(1 << 41, 0, 1, 1000);
         t.learn(1 << 41, 0, 1, 1000); // same second: no refresh
         t.run(1299);
@@ -450,7 +478,7 @@ mod tests {
 
     #[test]
     fn fair_eviction_takes_the_busiest_ports_oldest() {
-        let mut t = MacTable::with_limits(300, 4);
+        let mut t = MacTable::with_exact_limits(300, 4);
         t.learn(0x10, 0, 1, 10); // oldest overall, on the quiet port
         t.learn(0x20, 0, 2, 11);
         t.learn(0x21, 0, 2, 12);
@@ -470,7 +498,7 @@ mod tests {
 
     #[test]
     fn single_port_is_oldest_first_and_stays_bounded() {
-        let mut t = MacTable::with_limits(300, 8);
+        let mut t = MacTable::with_exact_limits(300, 8);
         for i in 0..100u64 {
             t.learn(i << 8, 0, 1, i);
         }

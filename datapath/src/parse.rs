@@ -134,18 +134,13 @@ pub struct Parsed {
 
 #[inline(always)]
 fn be16(b: &[u8], at: usize) -> Option<u16> {
-    match b.get(at..at + 2) {
-        Some(s) => Some(u16::from_be_bytes([s[0], s[1]])),
-        None => None,
-    }
+    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]))
 }
 
 #[inline(always)]
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    match b.get(at..at + 4) {
-        Some(s) => Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]])),
-        None => None,
-    }
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 #[inline(always)]

@@ -87,7 +87,9 @@ fn l2_len(frame: &[u8]) -> usize {
 /// True when `frame` fits a port whose payload limit is `limit`.
 #[inline(always)]
 fn fits(frame: &[u8], limit: usize) -> bool {
-    frame.len() <= MAX_FRAME && frame.len().saturating_sub(l2_len(frame)) <= limit
+    let len = frame.len();
+    len <= ETH_HEADER_LEN + limit
+        || (len <= MAX_FRAME && len.saturating_sub(l2_len(frame)) <= limit)
 }
 
 /// Pipeline sizing.
@@ -213,6 +215,15 @@ pub struct Pipeline {
 
 /// How many timed-out rules the pipeline remembers.
 const REMOVED_LOG: usize = 4096;
+
+/// OVS's `is_gratuitous_arp`: a broadcast ARP reply, or a broadcast ARP
+/// request whose sender and target addresses are equal.
+#[inline]
+fn is_gratuitous_arp(k: &FlowKey) -> bool {
+    k.dl_type() == ETH_TYPE_ARP
+        && k.dl_dst() == 0xffff_ffff_ffff
+        && (k.nw_proto() == 2 || (k.nw_proto() == 1 && k.nw_src() == k.nw_dst()))
+}
 
 /// True for the destinations a bridge must never forward (OVS
 /// `eth_addr_is_reserved`: IEEE 802.1D/Q reserved, Extreme, Cisco).
@@ -616,7 +627,7 @@ impl Pipeline {
     }
 
     /// Checks egress limits; on failure counts the drop and returns false.
-    #[inline]
+    #[inline(always)]
     fn egress_ok<T: Tracer>(&mut self, out: usize, frame: &[u8], t: &mut T) -> bool {
         let p = &mut self.ports[out];
         let r = if !fits(frame, p.limit) {
@@ -639,7 +650,7 @@ impl Pipeline {
     }
 
     /// Queues the frame's own buffer on `out` (the last output).
-    #[inline]
+    #[inline(always)]
     fn enqueue_last<T: Tracer>(
         &mut self,
         batch: &mut Batch,
@@ -784,7 +795,8 @@ impl Pipeline {
         } else {
             0
         };
-        for ai in 0..n {
+        let mut ai = 0;
+        while ai < n {
             let a = if n_local > 0 {
                 local[ai]
             } else {
@@ -803,6 +815,7 @@ impl Pipeline {
                 });
             }
             self.do_action(a, x, pkt, t);
+            ai += 1;
         }
         x.depth -= 1;
         x.table = saved;
@@ -921,12 +934,18 @@ impl Pipeline {
                 let Some(back) = Self::enter_resubmit(tb, x) else {
                     return;
                 };
-                let old = x.key.in_port();
-                if let Some(p) = in_port {
-                    x.key.set(Field::InPort, p as u64);
+                match in_port {
+                    // As OVS does, the other in_port is used for the lookup
+                    // only; the rule's actions still see the real input port
+                    // (so NORMAL, in_port and output:N behave as expected).
+                    Some(p) => {
+                        let mut k = x.key;
+                        k.set(Field::InPort, p as u64);
+                        let found = self.lookup_cached(tb, &k, k.hash64());
+                        self.run_rule(tb, found, x, pkt, t);
+                    }
+                    None => self.xlate_table(tb, x, pkt, t),
                 }
-                self.xlate_table(tb, x, pkt, t);
-                x.key.set(Field::InPort, old as u64);
                 x.rdepth -= back;
             }
             Action::GotoTable(tb) => {
@@ -1014,7 +1033,10 @@ impl Pipeline {
             return NORMAL_DROP | DropReason::ReservedMulticast as u32;
         }
         let src = x.key.dl_src();
-        let (res, evicted) = self.mac.learn(src, vlan, in_idx as u16, x.now.secs());
+        let grat = is_gratuitous_arp(&x.key);
+        let (res, evicted) = self
+            .mac
+            .learn_ex(src, vlan, in_idx as u16, x.now.secs(), grat);
         if T::ENABLED {
             t.record(TraceEvent::Learn {
                 vlan,
@@ -1032,21 +1054,23 @@ impl Pipeline {
                 port: found,
             });
         }
+        // A gratuitous ARP must refresh its entry every time: never cached.
+        let cache = if grat { 0 } else { u32::MAX };
         match found {
             Some(out) if out as usize != in_idx => {
                 self.output_normal(out as usize, &xv, x, pkt, t);
-                NORMAL_UNICAST | out as u32
+                (NORMAL_UNICAST | out as u32) & cache
             }
             Some(_) => {
                 Self::skip(x, DropReason::LearnedOnInPort, t);
-                NORMAL_DROP | DropReason::LearnedOnInPort as u32
+                (NORMAL_DROP | DropReason::LearnedOnInPort as u32) & cache
             }
             None => {
                 if T::ENABLED {
                     t.record(TraceEvent::Flood { vlan });
                 }
                 self.normal_flood(in_idx, &xv, x, pkt, t);
-                NORMAL_FLOOD
+                NORMAL_FLOOD & cache
             }
         }
     }
@@ -1479,7 +1503,10 @@ mod tests {
         v
     }
 
-    fn run_batched(batch_size: usize) -> (Vec<Vec<(u64, Vec<u8>)>>, Vec<PortStats>, Vec<u64>) {
+    /// (frames sent per port with their timestamps, port counters, rule hits).
+    type Run = (Vec<Vec<(u64, Vec<u8>)>>, Vec<PortStats>, Vec<u64>);
+
+    fn run_batched(batch_size: usize) -> Run {
         let mut c = ports3();
         c[0].vlan = PortVlan::new(Some(VlanMode::NativeUntagged), Some(10), None).expect("vlan");
         let mut r = Rig::new(

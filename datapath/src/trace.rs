@@ -312,6 +312,19 @@ pub fn render(events: &[TraceEvent], port_name: &dyn Fn(u16) -> String) -> Strin
         out.push_str(&line);
         out.push('\n');
     }
+    let outs: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            TraceEvent::Output { port, .. } => Some(port_name(*port)),
+            _ => None,
+        })
+        .collect();
+    let dropped = events
+        .iter()
+        .any(|e| matches!(e, TraceEvent::Dropped { .. }));
+    if !dropped && !outs.is_empty() {
+        out.push_str(&format!("result: sent to {}\n", outs.join(", ")));
+    }
     out
 }
 

@@ -321,7 +321,12 @@ def load_scenario(sdir):
             sys.stderr.write("oracle: warning: port %s: ignoring keys %s\n"
                              % (name, ", ".join(sorted(unknown))))
     check = sc.get("check", {}) or {}
-    return {"ports": ports, "check": check}
+    bridge = sc.get("bridge", {}) or {}
+    aging = bridge.get("mac_aging", 300)
+    size = bridge.get("mac_table_size", 8192)
+    if not isinstance(aging, int) or aging < 1 or not isinstance(size, int) or size < 1:
+        raise OracleError("%s: bad [bridge] mac_aging / mac_table_size" % path)
+    return {"ports": ports, "check": check, "mac_aging": aging, "mac_table_size": size}
 
 
 def load_frames(sdir, ports):
@@ -642,7 +647,8 @@ def run_scenario(sdir, outdir, keep=False, force=False):
         # below is one we chose.
         vs.call("time/stop")
         sb.vsctl("add-br", "br0", "--", "set", "bridge", "br0", "datapath_type=dummy",
-                 "other_config:mac-aging-time=300", "other_config:mac-table-size=8192",
+                 "other_config:mac-aging-time=%d" % sc["mac_aging"],
+                 "other_config:mac-table-size=%d" % sc["mac_table_size"],
                  "--", "add-port", "br0", "xswprobe", "--", "set", "interface", "xswprobe",
                  "type=dummy")
         phase = align_clock(sb, vs)
@@ -662,8 +668,9 @@ def run_scenario(sdir, outdir, keep=False, force=False):
             args += ["--", "set", "interface", name, "type=dummy",
                      "ofport_request=%d" % p["ofport"],
                      "options:tx_pcap=%s" % os.path.join(txdir, name + ".pcap")]
-            if p.get("mtu") is not None:
-                args.append("mtu_request=%d" % p["mtu"])
+            # xsw ports without an mtu carry frames up to 9216 bytes; a dummy
+            # port's default MTU is 1500, so raise it to match (9216 - 14).
+            args.append("mtu_request=%d" % (p["mtu"] if p.get("mtu") is not None else 9202))
         sb.vsctl(*args)
         vs.call("fdb/flush", "br0")
         out = sb.ofctl("show", "br0").stdout

@@ -678,8 +678,8 @@ fn parse_actions<P: PortNames + ?Sized>(
     let mut toks: Vec<(usize, usize)> = Vec::new();
     let mut depth = 0i32;
     let mut s = start;
-    for i in start..bytes.len() {
-        match bytes[i] {
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        match b {
             b'(' => depth += 1,
             b')' => depth -= 1,
             b',' if depth == 0 => {

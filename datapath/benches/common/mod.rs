@@ -28,6 +28,7 @@ fn udp_frame(src: u32, dst: u32, ip_src: u32, ip_dst: u32, sport: u16, dport: u1
     out
 }
 
+#[derive(Debug)]
 pub struct Bench {
     pub pipe: Pipeline,
     rx: MemoryPort,

@@ -1,0 +1,236 @@
+//! The `xsw` command as a user meets it: exit codes, outputs, and errors
+//! that say where and why.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn xsw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xsw"))
+        .args(args)
+        .output()
+        .expect("run xsw")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("xsw-cli-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).expect("tmp dir");
+    d
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn replay_writes_every_port_and_a_summary() {
+    let out = tmp("replay");
+    let sc = repo().join("pcaps/vlan-access-trunk");
+    let o = xsw(&[
+        "replay",
+        sc.to_str().unwrap_or(""),
+        "--out",
+        out.to_str().unwrap_or(""),
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{so}\n{se}");
+    for p in ["a10", "b10", "c20", "trunk", "t10"] {
+        assert!(out.join(format!("{p}.pcap")).is_file(), "{p}.pcap missing");
+    }
+    assert!(so.contains("normal_vlan_not_allowed"), "{so}");
+    let j = xsw(&[
+        "replay",
+        sc.to_str().unwrap_or(""),
+        "--out",
+        out.to_str().unwrap_or(""),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).expect("--json prints JSON");
+    assert!(v["frames_in"].as_u64().unwrap_or(0) > 10);
+}
+
+#[test]
+fn bad_scenarios_say_file_line_and_problem() {
+    let d = tmp("bad");
+    fs::write(
+        d.join("scenario.toml"),
+        "[[port]]\nname = \"p1\"\nofport = 1\n\n[[port]]\nname = \"p2\"\nofport = 1\n",
+    )
+    .expect("write");
+    let o = xsw(&[
+        "replay",
+        d.to_str().unwrap_or(""),
+        "--out",
+        d.join("out").to_str().unwrap_or(""),
+    ]);
+    let (_, se) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        se.contains("scenario.toml:5:1") && se.contains("ofport"),
+        "{se}"
+    );
+
+    fs::write(
+        d.join("scenario.toml"),
+        "[[port]]\nname = \"p1\"\nofport = 1\nvlan_mode = \"acess\"\n",
+    )
+    .expect("write");
+    let o = xsw(&[
+        "replay",
+        d.to_str().unwrap_or(""),
+        "--out",
+        d.join("out").to_str().unwrap_or(""),
+    ]);
+    let (_, se) = text(&o);
+    assert!(
+        se.contains("scenario.toml:4") && se.contains("acess"),
+        "{se}"
+    );
+
+    fs::write(
+        d.join("scenario.toml"),
+        "[[port]]\nname = \"p1\"\nofport = 1\n",
+    )
+    .expect("write");
+    fs::write(
+        d.join("flows.txt"),
+        "# comment\npriority=10,ip,actions=output:2\ntcp_dst=80,actions=drop\n",
+    )
+    .expect("write");
+    let o = xsw(&[
+        "replay",
+        d.to_str().unwrap_or(""),
+        "--out",
+        d.join("out").to_str().unwrap_or(""),
+    ]);
+    let (_, se) = text(&o);
+    assert!(
+        se.contains("flows.txt:3:1") && se.contains("add `tcp`"),
+        "{se}"
+    );
+}
+
+#[test]
+fn damaged_input_is_replayed_up_to_the_damage_with_exit_3() {
+    let d = tmp("damaged");
+    fs::create_dir_all(d.join("in")).expect("mkdir");
+    fs::write(
+        d.join("scenario.toml"),
+        "[[port]]\nname = \"p1\"\nofport = 1\n[[port]]\nname = \"p2\"\nofport = 2\n",
+    )
+    .expect("write");
+    let good = fs::read(repo().join("pcaps/learning/in/p1.pcap")).expect("input");
+    fs::write(d.join("in/p1.pcap"), &good[..good.len() - 7]).expect("write");
+    let out = d.join("out");
+    let o = xsw(&[
+        "replay",
+        d.to_str().unwrap_or(""),
+        "--out",
+        out.to_str().unwrap_or(""),
+    ]);
+    let (so, se) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{so}\n{se}");
+    assert!(se.contains("cut short"), "{se}");
+    assert!(
+        fs::metadata(out.join("p2.pcap"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+            > 24,
+        "frames before the damage were switched"
+    );
+}
+
+#[test]
+fn trace_tells_what_happened_in_the_replay() {
+    let sc = repo().join("pcaps/learning");
+    let pcap = sc.join("in/p2.pcap");
+    let o = xsw(&[
+        "trace",
+        sc.to_str().unwrap_or(""),
+        "--in-port",
+        "p2",
+        "--pcap",
+        pcap.to_str().unwrap_or(""),
+        "--index",
+        "1",
+    ]);
+    let (so, se) = text(&o);
+    assert!(o.status.success(), "{se}");
+    // The second frame overall: a's reply comes back unicast because a was learned.
+    assert!(so.contains("replayed the 1 frame"), "{so}");
+    assert!(
+        so.contains("is on port p1") && so.contains("output to port p1"),
+        "{so}"
+    );
+    let cold = xsw(&[
+        "trace",
+        sc.to_str().unwrap_or(""),
+        "--in-port",
+        "p2",
+        "--pcap",
+        pcap.to_str().unwrap_or(""),
+        "--index",
+        "1",
+        "--cold",
+    ]);
+    assert!(text(&cold).0.contains("flooding"));
+    let j = xsw(&[
+        "trace",
+        sc.to_str().unwrap_or(""),
+        "--in-port",
+        "p1",
+        "--frame",
+        "ffffffffffff0200000000010806",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).expect("--json prints JSON");
+    assert_eq!(v["outputs"].as_array().map(|a| a.len()), Some(3));
+    let bad = xsw(&[
+        "trace",
+        sc.to_str().unwrap_or(""),
+        "--in-port",
+        "p1",
+        "--pcap",
+        pcap.to_str().unwrap_or(""),
+        "--index",
+        "0",
+    ]);
+    assert!(text(&bad).1.contains("start at 1"));
+    let bad = xsw(&[
+        "trace",
+        sc.to_str().unwrap_or(""),
+        "--in-port",
+        "nope",
+        "--frame",
+        "00",
+    ]);
+    assert!(text(&bad).1.contains("no port named `nope`"));
+}
+
+#[test]
+fn flow_parse_points_at_the_problem() {
+    let o = xsw(&["flow", "parse", "priority=5,nw_dst=198.18.0.1,actions=drop"]);
+    let (_, se) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        se.contains("column 12") && se.contains("           ^"),
+        "{se}"
+    );
+    let o = xsw(&[
+        "flow",
+        "parse",
+        "tcp,nw_dst=198.18.0.0/24,tp_dst=80,actions=output:2",
+    ]);
+    assert_eq!(
+        text(&o).0.trim(),
+        "tcp,nw_dst=198.18.0.0/24,tp_dst=80 actions=output:2"
+    );
+}
