@@ -1,10 +1,14 @@
 //! Exact-match cache in front of the classifier.
 //!
 //! Maps (table, full flow key) to the classifier's answer — a rule id or "no
-//! rule" — so a flow seen before costs one hash and one 64-byte compare. Two
-//! candidate slots per key (from different hash bits); a miss overwrites the
-//! emptier or older one. Any change to the tables bumps the generation, which
-//! invalidates every entry at once without touching them.
+//! rule" — so a flow seen before costs one hash and one 64-byte compare.
+//! Eight-way set associative: a key can live in any way of the set its hash
+//! picks. Each set keeps a row of eight 16-bit hash tags (16 bytes, the whole
+//! tag array fits in L1), so a lookup compares tags first and touches a
+//! key only on a tag match. A miss fills an empty way, else one not used
+//! since the set last filled (not-recently-used replacement), so a working
+//! set of half the cache's size stays resident. Any change to the tables bumps the
+//! generation, which invalidates every entry at once without touching them.
 
 use crate::key::FlowKey;
 
@@ -14,11 +18,16 @@ pub const EMC_ENTRIES: usize = 8192;
 /// "No rule matched", as a cached answer.
 pub const NO_RULE: u32 = u32::MAX;
 
+/// Ways per set.
+const WAYS: usize = 8;
+const SETS: usize = EMC_ENTRIES / WAYS;
+
 #[derive(Clone, Copy, Default)]
 struct Meta {
     hash: u32,
     gen: u32,
     table: u8,
+    used: bool,
     rule: u32,
     hint: Hint,
 }
@@ -37,6 +46,7 @@ pub struct Hint {
 
 /// The cache.
 pub struct Emc {
+    tags: Box<[[u16; WAYS]]>,
     meta: Box<[Meta]>,
     keys: Box<[FlowKey]>,
     gen: u32,
@@ -66,6 +76,7 @@ impl Emc {
     /// An empty cache.
     pub fn new() -> Self {
         Emc {
+            tags: vec![[0u16; WAYS]; SETS].into_boxed_slice(),
             meta: vec![Meta::default(); EMC_ENTRIES].into_boxed_slice(),
             keys: vec![FlowKey::ZERO; EMC_ENTRIES].into_boxed_slice(),
             gen: 1,
@@ -75,27 +86,31 @@ impl Emc {
     }
 
     #[inline(always)]
-    fn slots(hash: u64) -> (usize, usize) {
-        let a = hash as usize & (EMC_ENTRIES - 1);
-        let b = (hash >> 20) as usize & (EMC_ENTRIES - 1);
-        (a, b)
+    fn set(hash: u64) -> usize {
+        hash as usize & (SETS - 1)
+    }
+
+    #[inline(always)]
+    fn tag(hash: u64) -> u16 {
+        (hash >> 48) as u16 | 1
     }
 
     #[inline(always)]
     fn find(&self, table: u8, key: &FlowKey, hash: u64) -> Option<usize> {
-        let (a, b) = Self::slots(hash);
+        let set = Self::set(hash);
+        let tag = Self::tag(hash);
+        let tags = self.tags.get(set)?;
         let h = (hash >> 32) as u32;
-        let hit = |i: usize| {
-            let m = &self.meta[i];
-            m.gen == self.gen && m.hash == h && m.table == table && self.keys[i] == *key
-        };
-        if hit(a) {
-            Some(a)
-        } else if hit(b) {
-            Some(b)
-        } else {
-            None
+        for (w, &t) in tags.iter().enumerate() {
+            if t == tag {
+                let i = set * WAYS + w;
+                let m = &self.meta[i];
+                if m.hash == h && m.gen == self.gen && m.table == table && self.keys[i] == *key {
+                    return Some(i);
+                }
+            }
         }
+        None
     }
 
     /// The cached answer for `key` in `table`: `Some((rule id or NO_RULE, hint))`.
@@ -104,7 +119,8 @@ impl Emc {
         match self.find(table, key, hash) {
             Some(i) => {
                 self.hits += 1;
-                let m = &self.meta[i];
+                let m = &mut self.meta[i];
+                m.used = true;
                 Some((m.rule, m.hint))
             }
             None => {
@@ -125,25 +141,34 @@ impl Emc {
     /// Remembers the classifier's answer.
     #[inline]
     pub fn insert(&mut self, table: u8, key: &FlowKey, hash: u64, rule: u32) {
-        let (a, b) = Self::slots(hash);
-        // Prefer a stale slot; otherwise alternate on a hash bit.
-        let i = if self.meta[a].gen != self.gen {
-            a
-        } else if self.meta[b].gen != self.gen {
-            b
-        } else if hash & (1 << 40) == 0 {
-            a
-        } else {
-            b
+        let s = Self::set(hash);
+        let base = s * WAYS;
+        let gen = self.gen;
+        let set = &mut self.meta[base..base + WAYS];
+        // An empty (stale) way, else one not used lately, else a hash-chosen one.
+        let way = match set.iter().position(|m| m.gen != gen) {
+            Some(w) => w,
+            None => {
+                let w = set
+                    .iter()
+                    .position(|m| !m.used)
+                    .unwrap_or((hash >> 40) as usize % WAYS);
+                for m in set.iter_mut() {
+                    m.used = false;
+                }
+                w
+            }
         };
-        self.meta[i] = Meta {
+        set[way] = Meta {
             hash: (hash >> 32) as u32,
-            gen: self.gen,
+            gen,
             table,
+            used: false,
             rule,
             hint: Hint::default(),
         };
-        self.keys[i] = *key;
+        self.keys[base + way] = *key;
+        self.tags[s][way] = Self::tag(hash);
     }
 
     /// Forgets everything (the tables changed).
@@ -154,6 +179,9 @@ impl Emc {
             for m in self.meta.iter_mut() {
                 m.gen = 0;
             }
+            for t in self.tags.iter_mut() {
+                *t = [0; WAYS];
+            }
             self.gen = 1;
         }
     }
@@ -163,6 +191,38 @@ impl Emc {
 mod tests {
     use super::*;
     use crate::key::Field;
+
+    #[test]
+    fn a_working_set_of_half_the_cache_stays_resident() {
+        let mut e = Emc::new();
+        let keys: Vec<FlowKey> = (0..EMC_ENTRIES as u64 / 2)
+            .map(|i| {
+                let mut k = FlowKey::ZERO;
+                k.set(Field::NwDst, i);
+                k.set(Field::TpSrc, i * 7);
+                k
+            })
+            .collect();
+        for _ in 0..3 {
+            for k in &keys {
+                let h = k.hash64();
+                if e.lookup(0, k, h).is_none() {
+                    e.insert(0, k, h, 1);
+                }
+            }
+        }
+        e.hits = 0;
+        e.misses = 0;
+        for k in &keys {
+            let _ = e.lookup(0, k, k.hash64());
+        }
+        assert!(
+            e.misses * 100 < keys.len() as u64 * 2,
+            "{} misses of {}",
+            e.misses,
+            keys.len()
+        );
+    }
 
     #[test]
     fn hit_miss_invalidate() {

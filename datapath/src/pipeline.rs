@@ -34,6 +34,8 @@ const NORMAL_KIND: u32 = 0xf_0000;
 const NORMAL_UNICAST: u32 = 0x1_0000;
 const NORMAL_FLOOD: u32 = 0x2_0000;
 const NORMAL_DROP: u32 = 0x3_0000;
+/// With `NORMAL_UNICAST`: the frame leaves with the tags it came with.
+const NORMAL_SAME_TAGS: u32 = 0x10_0000;
 
 /// Most nested resubmits (OVS: 64).
 pub const MAX_DEPTH: u8 = 64;
@@ -475,9 +477,8 @@ impl Pipeline {
         };
         for i in 0..n {
             sc.ok[i] = false;
-            if let Some((key, tag0)) = self.receive(&batch.frames()[i], t) {
-                sc.hash[i] = key.hash64();
-                sc.keys[i] = key;
+            if let Some(tag0) = self.receive(&batch.frames()[i], &mut sc.keys[i], t) {
+                sc.hash[i] = sc.keys[i].hash64();
                 sc.tag0[i] = tag0;
                 sc.ok[i] = true;
             }
@@ -489,6 +490,9 @@ impl Pipeline {
         }
         for i in 0..n {
             if sc.ok[i] {
+                if self.shortcut(batch, i, &sc.keys[i], sc.found[i]) {
+                    continue;
+                }
                 let mut x = Self::xlate_for(&batch.frames()[i], sc.keys[i], sc.tag0[i]);
                 self.emitted.clear();
                 self.run_rule(0, sc.found[i], &mut x, &mut batch.frames_mut()[i], t);
@@ -506,7 +510,7 @@ impl Pipeline {
     /// Receive stage: counts the frame, applies the length checks and parses
     /// it. `None` when it was dropped (and counted).
     #[inline(always)]
-    fn receive<T: Tracer>(&mut self, pkt: &PacketBuf, t: &mut T) -> Option<(FlowKey, Tag)> {
+    fn receive<T: Tracer>(&mut self, pkt: &PacketBuf, key: &mut FlowKey, t: &mut T) -> Option<Tag> {
         let len = pkt.len();
         let in_idx = pkt.meta.port as usize;
         let Some(port) = self.ports.get_mut(in_idx) else {
@@ -529,12 +533,11 @@ impl Pipeline {
             }
             return None;
         }
-        let mut key = FlowKey::ZERO;
-        let parsed = parse::extract(pkt.data(), port.cfg.ofport, &mut key);
+        let parsed = parse::extract(pkt.data(), port.cfg.ofport, key);
         port.stats.malformed.add(parsed.note);
         if T::ENABLED {
             t.record(TraceEvent::Parsed {
-                key,
+                key: *key,
                 note: parsed.note,
             });
         }
@@ -545,7 +548,7 @@ impl Pipeline {
             },
             None => Tag::default(),
         };
-        Some((key, tag0))
+        Some(tag0)
     }
 
     #[inline(always)]
@@ -569,6 +572,51 @@ impl Pipeline {
         }
     }
 
+    /// The two commonest cases, done without the general translation: a rule
+    /// whose only action is `output:N`, and a lone NORMAL whose cached
+    /// decision for this flow (same second, same MAC table) is "unicast to
+    /// port P, tags unchanged". Either way the frame leaves unmodified, so it
+    /// only needs counting and queueing. Returns false to take the general
+    /// path (which does the counting itself).
+    #[inline(always)]
+    fn shortcut(&mut self, batch: &mut Batch, i: usize, key: &FlowKey, found: Found) -> bool {
+        if found.rule == NO_RULE {
+            return false;
+        }
+        let (normal_only, output_only) = self.tables.shape(found.rule);
+        let in_idx = batch.frames()[i].meta.port as usize;
+        let now = batch.frames()[i].meta.ts;
+        let out = if let Some(of) = output_only {
+            if of == key.in_port() {
+                Err(DropReason::OutputToInPort)
+            } else {
+                self.port_index(of)
+                    .map(|p| p as usize)
+                    .ok_or(DropReason::NoSuchPort)
+            }
+        } else if normal_only {
+            let h = found.hint;
+            if h.val & NORMAL_SAME_TAGS != 0 && h.sec == now.secs() as u32 && h.gen == self.mac.gen
+            {
+                Ok((h.val & 0xffff) as usize)
+            } else {
+                return false;
+            }
+        } else {
+            return false;
+        };
+        let len = batch.frames()[i].len();
+        let ts = &mut self.tables.table_stats[0];
+        ts.lookups += 1;
+        ts.matched += 1;
+        let _ = self.tables.hit(found.rule, len, now);
+        match out {
+            Ok(p) => self.enqueue_last(batch, i, p, 0, &mut crate::trace::NoTrace),
+            Err(r) => self.drop_on(in_idx, r),
+        }
+        true
+    }
+
     /// One frame, start to end (used when tracing or when timers are due).
     fn process_one<T: Tracer>(&mut self, batch: &mut Batch, i: usize, t: &mut T) {
         let meta = batch.frames()[i].meta;
@@ -588,7 +636,8 @@ impl Pipeline {
                 ts: now,
             });
         }
-        let Some((key, tag0)) = self.receive(&batch.frames()[i], t) else {
+        let mut key = FlowKey::ZERO;
+        let Some(tag0) = self.receive(&batch.frames()[i], &mut key, t) else {
             return;
         };
         let mut x = Self::xlate_for(&batch.frames()[i], key, tag0);
@@ -1058,8 +1107,19 @@ impl Pipeline {
         let cache = if grat { 0 } else { u32::MAX };
         match found {
             Some(out) if out as usize != in_idx => {
+                let mut after = x.vlans;
+                self.ports[out as usize]
+                    .cfg
+                    .vlan
+                    .output_translate(&xv)
+                    .put(&mut after);
+                let same = if Tag::same2(&after, &x.vlans) {
+                    NORMAL_SAME_TAGS
+                } else {
+                    0
+                };
                 self.output_normal(out as usize, &xv, x, pkt, t);
-                (NORMAL_UNICAST | out as u32) & cache
+                (NORMAL_UNICAST | same | out as u32) & cache
             }
             Some(_) => {
                 Self::skip(x, DropReason::LearnedOnInPort, t);
@@ -1124,6 +1184,12 @@ impl Pipeline {
         t: &mut T,
     ) {
         let arg = decided & 0xffff;
+        if decided & NORMAL_SAME_TAGS != 0 {
+            // Unicast, tags unchanged: admission and VLAN translation were
+            // settled when the decision was made for this exact flow.
+            self.emit(arg as usize, x, pkt, t);
+            return;
+        }
         match decided & NORMAL_KIND {
             NORMAL_UNICAST | NORMAL_FLOOD => {
                 let Some(in_idx) = self.port_index(x.key.in_port()) else {

@@ -31,6 +31,8 @@ pub struct Installed {
     pub stats: RuleStats,
     /// True when the actions are exactly `NORMAL` (its decision is cacheable).
     pub normal_only: bool,
+    /// `Some(port)` when the actions are exactly `output:port`.
+    pub output_only: Option<u16>,
 }
 
 impl Installed {
@@ -125,8 +127,13 @@ impl FlowTables {
         };
         let replaced = existing.and_then(|(old, _)| self.take(old));
         let normal_only = rule.actions == [crate::flow::Action::Normal];
+        let output_only = match rule.actions[..] {
+            [crate::flow::Action::Output(p)] => Some(p),
+            _ => None,
+        };
         let inst = Installed {
             normal_only,
+            output_only,
             rule,
             rank,
             stats: RuleStats {
@@ -188,6 +195,15 @@ impl FlowTables {
     #[inline(always)]
     pub fn get(&self, id: u32) -> Option<&Installed> {
         self.slots.get(id as usize).and_then(|s| s.as_ref())
+    }
+
+    /// The rule's shape, for the pipeline's shortcuts: (lone NORMAL, lone output port).
+    #[inline(always)]
+    pub fn shape(&self, id: u32) -> (bool, Option<u16>) {
+        match self.slots.get(id as usize) {
+            Some(Some(r)) => (r.normal_only, r.output_only),
+            _ => (false, None),
+        }
     }
 
     /// The classifier's answer for `key` in `table` (no caching).
