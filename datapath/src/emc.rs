@@ -13,7 +13,7 @@
 use crate::key::FlowKey;
 
 /// Entries in the cache (a power of two).
-pub const EMC_ENTRIES: usize = 8192;
+pub const EMC_ENTRIES: usize = 16384;
 
 /// "No rule matched", as a cached answer.
 pub const NO_RULE: u32 = u32::MAX;
