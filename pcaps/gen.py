@@ -496,8 +496,8 @@ priority=72,udp,tp_dst=8,actions=output:3
 
 def multi_table():
     flows = """
-table=0,priority=100,ip,actions=resubmit(,1),output:4
-table=0,priority=90,arp,actions=goto_table:2
+table=0,priority=100,cookie=0x100,ip,actions=resubmit(,1),output:4
+table=0,priority=90,cookie=0xabcdef,arp,actions=goto_table:2
 table=0,priority=80,dl_type=0x88b5,actions=resubmit(,3),output:3
 table=0,priority=70,dl_type=0x88b6,actions=resubmit(,5)
 table=0,priority=60,dl_type=0x88b7,actions=resubmit(2,6)

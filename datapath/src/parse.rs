@@ -115,6 +115,19 @@ impl ParseNote {
     }
 }
 
+bitflags::bitflags! {
+    /// Facts about a frame that are not match fields.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct ParseFlags: u8 {
+        /// An outer VLAN tag was parsed.
+        const TAGGED = 1;
+        /// An IPv4 or IPv6 fragment (its L4 ports are not used, as in OVS).
+        const FRAGMENT = 2;
+        /// A fragment other than the first.
+        const LATER_FRAGMENT = 4;
+    }
+}
+
 /// What the parser learned beyond the key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Parsed {
@@ -124,10 +137,8 @@ pub struct Parsed {
     pub l3_ofs: u16,
     /// Offset of the L4 header (0 when there is none).
     pub l4_ofs: u16,
-    /// True for IPv4/IPv6 fragments; `later` when the offset is non-zero.
-    pub frag: bool,
-    /// A non-first fragment.
-    pub later_frag: bool,
+    /// What kind of frame it is beyond the key (tagged, fragment...).
+    pub flags: ParseFlags,
     /// Where parsing stopped early.
     pub note: ParseNote,
 }
@@ -225,6 +236,7 @@ fn extract_fields(frame: &[u8], f: &mut Fields) -> Parsed {
             let tci = u16::from_be_bytes([h[14], h[15]]);
             f.tci = tci | VLAN_CFI;
             p.vlan = Some((t0, tci));
+            p.flags |= ParseFlags::TAGGED;
             off = 16;
         } else {
             p.note = ParseNote::VlanTruncated;
@@ -291,12 +303,14 @@ fn parse_ipv4(l3: &[u8], f: &mut Fields, p: &mut Parsed) {
     f.proto = proto;
     let frag_off = u16::from_be_bytes([h[6], h[7]]);
     if frag_off & 0x3fff != 0 {
-        p.frag = true;
-        p.later_frag = frag_off & 0x1fff != 0;
+        p.flags |= ParseFlags::FRAGMENT;
+        if frag_off & 0x1fff != 0 {
+            p.flags |= ParseFlags::LATER_FRAGMENT;
+        }
     }
     p.l4_ofs = p.l3_ofs + ihl as u16;
     // OVS (frags=normal) zeroes L4 ports for every fragment, first included.
-    if !p.frag {
+    if !p.flags.contains(ParseFlags::FRAGMENT) {
         if let Some(l4) = l3.get(ihl..tot_len) {
             parse_l4(l4, proto, f, p);
         }
@@ -353,9 +367,9 @@ fn parse_ipv6(l3: &[u8], f: &mut Fields, p: &mut Parsed) {
                 data = &data[8..];
                 ofs += 8;
                 if offlg != 0 {
-                    p.frag = true;
+                    p.flags |= ParseFlags::FRAGMENT;
                     if offlg & 0xfff8 != 0 {
-                        p.later_frag = true;
+                        p.flags |= ParseFlags::LATER_FRAGMENT;
                         proto = IPPROTO_FRAGMENT;
                         break;
                     }
@@ -367,7 +381,7 @@ fn parse_ipv6(l3: &[u8], f: &mut Fields, p: &mut Parsed) {
     f.tos = tos;
     f.proto = proto;
     p.l4_ofs = ofs as u16;
-    if !p.frag {
+    if !p.flags.contains(ParseFlags::FRAGMENT) {
         parse_l4(data, proto, f, p);
     }
 }

@@ -539,6 +539,7 @@ impl Pipeline {
             t.record(TraceEvent::Parsed {
                 key: *key,
                 note: parsed.note,
+                flags: parsed.flags,
             });
         }
         let tag0 = match parsed.vlan {

@@ -307,6 +307,9 @@ pub struct RuleSummary {
     pub n_bytes: u64,
     /// `idle_timeout`/`hard_timeout` if it was removed, with the time.
     pub removed: Option<String>,
+    /// The rule as `ovs-ofctl dump-flows` prints it, as of the last frame
+    /// (or of its removal).
+    pub dump: String,
 }
 
 /// The result of a replay.
@@ -398,12 +401,13 @@ impl Summary {
                 s.push_str(&format!("{:<15} capture: {}\n", "", m.join(" ")));
             }
         }
-        s.push_str("\nrules:\n");
+        s.push_str("\nrules (dump-flows, as of the last frame or the rule's removal):\n");
         for r in &self.rules {
-            s.push_str(&format!(
-                " n_packets={}, n_bytes={}, {}",
-                r.n_packets, r.n_bytes, r.rule
-            ));
+            if r.dump.is_empty() {
+                s.push_str(&format!(" {}", r.rule));
+            } else {
+                s.push_str(&r.dump);
+            }
             if let Some(rm) = &r.removed {
                 s.push_str(&format!("  [removed: {rm}]"));
             }
@@ -622,6 +626,7 @@ fn summarize(
                 n_packets: rm.rule.stats.packets,
                 n_bytes: rm.rule.stats.bytes,
                 removed: Some(format!("{why} at {}", rm.at)),
+                dump: dump_flow(&rm.rule, rm.at),
             });
         } else if let Some(k) = (0..live.len()).find(|&k| !used_live[k] && live[k].1.rule == *r) {
             used_live[k] = true;
@@ -631,6 +636,7 @@ fn summarize(
                 n_packets: live[k].1.stats.packets,
                 n_bytes: live[k].1.stats.bytes,
                 removed: None,
+                dump: dump_flow(live[k].1, end),
             });
         } else {
             // Replaced by a later identical match (OpenFlow ADD semantics).
@@ -640,10 +646,10 @@ fn summarize(
                 n_packets: 0,
                 n_bytes: 0,
                 removed: Some("replaced by a later rule with the same match and priority".into()),
+                dump: String::new(),
             });
         }
     }
-    let _ = end;
     let tables = pipe
         .table_stats()
         .iter()

@@ -33,6 +33,8 @@ pub enum TraceEvent {
         key: FlowKey,
         /// Where parsing stopped early.
         note: ParseNote,
+        /// Other facts (fragment...).
+        flags: crate::parse::ParseFlags,
     },
     /// Rules expired before this frame.
     Expired {
@@ -211,8 +213,16 @@ pub fn render(events: &[TraceEvent], port_name: &dyn Fn(u16) -> String) -> Strin
             TraceEvent::Received { port, len, ts } => {
                 format!("frame: {len} bytes on port {} at {ts}", port_name(*port))
             }
-            TraceEvent::Parsed { key, note } => {
+            TraceEvent::Parsed { key, note, flags } => {
                 let mut l = format!("parsed: {}", fmt_key(key));
+                if flags.contains(crate::parse::ParseFlags::FRAGMENT) {
+                    let which = if flags.contains(crate::parse::ParseFlags::LATER_FRAGMENT) {
+                        "a later"
+                    } else {
+                        "the first"
+                    };
+                    let _ = write!(l, "\n  note: {which} fragment of an IP packet: L4 ports read as 0 (as in OVS)");
+                }
                 if *note != ParseNote::Complete {
                     let _ = write!(
                         l,
