@@ -14,6 +14,7 @@
 pub mod classifier;
 pub mod clock;
 pub mod emc;
+pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod hash;

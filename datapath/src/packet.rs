@@ -101,6 +101,20 @@ impl PacketBuf {
         n == frame.len()
     }
 
+    /// Appends `bytes` to the frame (for frames that arrive in pieces);
+    /// false, leaving the frame as it was, when it would exceed [`MAX_FRAME`].
+    #[inline]
+    pub fn append(&mut self, bytes: &[u8]) -> bool {
+        let len = self.len as usize;
+        if len + bytes.len() > MAX_FRAME {
+            return false;
+        }
+        let at = self.head as usize + len;
+        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+        self.len = (len + bytes.len()) as u16;
+        true
+    }
+
     /// Makes room for `n` bytes at the end and returns them for writing (for
     /// ports that read straight into the buffer). `n` is capped at [`MAX_FRAME`].
     pub fn fill_with(&mut self, n: usize) -> &mut [u8] {
@@ -108,6 +122,14 @@ impl PacketBuf {
         self.head = HEADROOM as u16;
         self.len = n as u16;
         &mut self.buf[HEADROOM..HEADROOM + n]
+    }
+
+    /// Shortens the frame to `n` bytes (no effect if it is shorter).
+    #[inline]
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.len as usize {
+            self.len = n as u16;
+        }
     }
 
     /// Copies another buffer's frame and metadata into this one.

@@ -123,6 +123,8 @@ struct PortState {
     cfg: PortConfig,
     /// Largest payload after the Ethernet header.
     limit: usize,
+    /// The device is gone: nothing is sent to it, NORMAL leaves it out.
+    down: bool,
     stats: PortStats,
     /// Frames waiting to be sent, oldest first.
     egress: Vec<PacketBuf>,
@@ -311,6 +313,7 @@ impl Pipeline {
         self.by_ofport[of] = idx;
         self.ports.push(PortState {
             limit: cfg.payload_limit(),
+            down: false,
             cfg,
             stats: PortStats::default(),
             egress: Vec::with_capacity(self.opts.egress_limit.min(4096)),
@@ -320,6 +323,44 @@ impl Pipeline {
             self.pool.put(PacketBuf::new());
         }
         Ok(idx)
+    }
+
+    /// Takes a port down (its device vanished) or back up. A port that is
+    /// down gets nothing: outputs to it are dropped as `port_down`, NORMAL
+    /// no longer floods to it, and what was learned on it is forgotten.
+    pub fn set_port_down(&mut self, idx: u16, down: bool) {
+        if let Some(p) = self.ports.get_mut(idx as usize) {
+            p.down = down;
+            if down {
+                for b in p.egress.drain(..) {
+                    self.pool.put(b);
+                }
+                self.mac.flush_port(idx);
+            }
+        }
+        self.emc.invalidate();
+    }
+
+    /// True when the port is down.
+    pub fn port_down(&self, idx: u16) -> bool {
+        self.ports.get(idx as usize).is_some_and(|p| p.down)
+    }
+
+    /// Drops what is queued for port `idx`, counting it as `port_down`.
+    pub fn discard_egress(&mut self, idx: u16) {
+        if let Some(p) = self.ports.get_mut(idx as usize) {
+            p.stats
+                .drops
+                .add(DropReason::PortDown, p.egress.len() as u64);
+            for b in p.egress.drain(..) {
+                self.pool.put(b);
+            }
+        }
+    }
+
+    /// Adds frames matched elsewhere (the XDP program) to a rule's counters.
+    pub fn credit_rule(&mut self, id: u32, packets: u64, bytes: u64, now: Timestamp) {
+        self.tables.credit(id, packets, bytes, now);
     }
 
     /// Number of ports.
@@ -680,7 +721,9 @@ impl Pipeline {
     #[inline(always)]
     fn egress_ok<T: Tracer>(&mut self, out: usize, frame: &[u8], t: &mut T) -> bool {
         let p = &mut self.ports[out];
-        let r = if !fits(frame, p.limit) {
+        let r = if p.down {
+            DropReason::PortDown
+        } else if !fits(frame, p.limit) {
             DropReason::TxMtu
         } else if p.egress.len() >= self.opts.egress_limit {
             DropReason::QueueFull
@@ -1164,7 +1207,7 @@ impl Pipeline {
     ) {
         let before = x.outputs;
         for idx in 0..self.ports.len() {
-            if idx != in_idx && self.ports[idx].cfg.vlan.includes(xv) {
+            if idx != in_idx && !self.ports[idx].down && self.ports[idx].cfg.vlan.includes(xv) {
                 self.output_normal(idx, xv, x, pkt, t);
             }
         }

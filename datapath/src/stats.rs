@@ -56,6 +56,8 @@ drop_reasons! {
     QueueFull = "queue_full",
     /// The port failed to send.
     TxError = "tx_error",
+    /// The output port is down (its device vanished).
+    PortDown = "port_down",
 }
 
 /// Number of drop reasons.

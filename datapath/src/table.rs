@@ -229,6 +229,17 @@ impl FlowTables {
         }
     }
 
+    /// Adds `packets`/`bytes` matched outside the pipeline to rule `id`.
+    pub fn credit(&mut self, id: u32, packets: u64, bytes: u64, now: Timestamp) {
+        if let Some(Some(r)) = self.slots.get_mut(id as usize) {
+            r.stats.packets += packets;
+            r.stats.bytes += bytes;
+            if now > r.stats.last_used {
+                r.stats.last_used = now;
+            }
+        }
+    }
+
     /// Earliest time a timeout may fire (a lower bound: idle deadlines move
     /// later as rules are used).
     #[inline(always)]

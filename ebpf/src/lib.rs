@@ -144,7 +144,10 @@ impl XdpProgram {
             .open_memory(OBJECT)
             .map_err(|e| EbpfError::Load(e.to_string()))?;
         let obj = open.load().map_err(|e| EbpfError::Load(e.to_string()))?;
-        Ok(XdpProgram { obj, attached: None })
+        Ok(XdpProgram {
+            obj,
+            attached: None,
+        })
     }
 
     fn map(&self, name: &'static str) -> Result<libbpf_rs::Map<'_>> {
@@ -221,12 +224,16 @@ impl XdpProgram {
     /// OpenFlow number, whether the host's traffic is passed, and the
     /// interface's MAC (the host's unicast address on it).
     pub fn configure(&self, ofport: u16, host_pass: bool, mac: [u8; 6]) -> Result<()> {
-        let n_rules = self.cfg_get()?.map_or(0, |c| u32::from_ne_bytes([c[16], c[17], c[18], c[19]]));
+        let n_rules = self
+            .cfg_get()?
+            .map_or(0, |c| u32::from_ne_bytes([c[16], c[17], c[18], c[19]]));
         self.cfg_put(ofport, host_pass, mac, n_rules)
     }
 
     fn cfg_get(&self) -> Result<Option<Vec<u8>>> {
-        self.map("cfg")?.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).map_err(map_err("cfg"))
+        self.map("cfg")?
+            .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+            .map_err(map_err("cfg"))
     }
 
     fn cfg_put(&self, ofport: u16, host_pass: bool, mac: [u8; 6], n_rules: u32) -> Result<()> {
@@ -244,10 +251,16 @@ impl XdpProgram {
     /// Points rx queue `queue` at the AF_XDP socket `fd`.
     pub fn set_socket(&self, queue: u32, fd: RawFd) -> Result<()> {
         if queue >= MAX_QUEUES {
-            return Err(EbpfError::Limit(format!("rx queue {queue}: at most {MAX_QUEUES} queues per port")));
+            return Err(EbpfError::Limit(format!(
+                "rx queue {queue}: at most {MAX_QUEUES} queues per port"
+            )));
         }
         self.map("xsks")?
-            .update(&queue.to_ne_bytes(), &(fd as u32).to_ne_bytes(), MapFlags::ANY)
+            .update(
+                &queue.to_ne_bytes(),
+                &(fd as u32).to_ne_bytes(),
+                MapFlags::ANY,
+            )
             .map_err(map_err("xsks"))
     }
 
@@ -264,7 +277,9 @@ impl XdpProgram {
     /// are passed to the host stack when host-pass is on).
     pub fn set_host_addrs(&self, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<()> {
         if v4.len() > MAX_HOST_ADDRS || v6.len() > MAX_HOST_ADDRS {
-            return Err(EbpfError::Limit(format!("at most {MAX_HOST_ADDRS} host addresses per family")));
+            return Err(EbpfError::Limit(format!(
+                "at most {MAX_HOST_ADDRS} host addresses per family"
+            )));
         }
         let m4 = self.map("host_v4")?;
         for k in m4.keys().collect::<Vec<_>>() {
@@ -280,7 +295,8 @@ impl XdpProgram {
             let _ = m6.delete(&k);
         }
         for a in v6 {
-            m6.update(&a.octets(), &[1], MapFlags::ANY).map_err(map_err("host_v6"))?;
+            m6.update(&a.octets(), &[1], MapFlags::ANY)
+                .map_err(map_err("host_v6"))?;
         }
         Ok(())
     }
@@ -288,7 +304,9 @@ impl XdpProgram {
     /// Replaces the drop rules (highest priority first). Counters restart.
     pub fn set_rules(&self, rules: &[XdpRule]) -> Result<()> {
         if rules.len() > MAX_RULES {
-            return Err(EbpfError::Limit(format!("at most {MAX_RULES} XDP drop rules")));
+            return Err(EbpfError::Limit(format!(
+                "at most {MAX_RULES} XDP drop rules"
+            )));
         }
         let cfg = self.cfg_get()?.unwrap_or_else(|| vec![0; 20]);
         // Turn rules off while rewriting them.
@@ -310,9 +328,14 @@ impl XdpProgram {
                 v[32 + w * 8..32 + w * 8 + 8].copy_from_slice(&r.value[w].to_ne_bytes());
             }
             v[64..68].copy_from_slice(&(r.needs_l3 as u32).to_ne_bytes());
-            m.update(&(i as u32).to_ne_bytes(), &v, MapFlags::ANY).map_err(map_err("rules"))?;
-            hits.update_percpu(&(i as u32).to_ne_bytes(), &vec![vec![0u8; 16]; ncpu], MapFlags::ANY)
-                .map_err(map_err("hits"))?;
+            m.update(&(i as u32).to_ne_bytes(), &v, MapFlags::ANY)
+                .map_err(map_err("rules"))?;
+            hits.update_percpu(
+                &(i as u32).to_ne_bytes(),
+                &vec![vec![0u8; 16]; ncpu],
+                MapFlags::ANY,
+            )
+            .map_err(map_err("hits"))?;
         }
         self.cfg_put(ofport, host_pass, mac, rules.len() as u32)
     }
@@ -328,7 +351,11 @@ impl XdpProgram {
             {
                 *slot = per_cpu
                     .iter()
-                    .map(|v| v.get(..8).map_or(0, |b| u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])))
+                    .map(|v| {
+                        v.get(..8).map_or(0, |b| {
+                            u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                        })
+                    })
                     .sum();
             }
         }
@@ -342,11 +369,16 @@ impl XdpProgram {
         for i in 0..n.min(MAX_RULES) {
             let mut p = 0u64;
             let mut b = 0u64;
-            if let Some(per_cpu) = m.lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY).map_err(map_err("hits"))? {
+            if let Some(per_cpu) = m
+                .lookup_percpu(&(i as u32).to_ne_bytes(), MapFlags::ANY)
+                .map_err(map_err("hits"))?
+            {
                 for v in per_cpu {
                     if v.len() >= 16 {
                         p += u64::from_ne_bytes([v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]]);
-                        b += u64::from_ne_bytes([v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15]]);
+                        b += u64::from_ne_bytes([
+                            v[8], v[9], v[10], v[11], v[12], v[13], v[14], v[15],
+                        ]);
                     }
                 }
             }
@@ -367,7 +399,9 @@ impl XdpProgram {
             data_in: Some(frame),
             ..Default::default()
         };
-        let out = prog.test_run(input).map_err(|e| EbpfError::Load(format!("test run: {e}")))?;
+        let out = prog
+            .test_run(input)
+            .map_err(|e| EbpfError::Load(format!("test run: {e}")))?;
         Ok(out.return_value)
     }
 

@@ -26,7 +26,10 @@ fn udp(dst_mac: [u8; 6], dst_ip: [u8; 4], dport: u16, vlan: Option<u16>) -> Vec<
             .ipv4([198, 18, 0, 1], dst_ip, 64)
             .udp(1000, dport)
             .write(&mut out, &[0; 10]),
-        None => eth.ipv4([198, 18, 0, 1], dst_ip, 64).udp(1000, dport).write(&mut out, &[0; 10]),
+        None => eth
+            .ipv4([198, 18, 0, 1], dst_ip, 64)
+            .udp(1000, dport)
+            .write(&mut out, &[0; 10]),
     }
     .expect("frame");
     out
@@ -50,7 +53,11 @@ fn drop_udp_port(port: u16) -> XdpRule {
     value[0] = 0x0800 << 16 | 17 << 48;
     mask[2] = 0xffff << 48; // tp_dst
     value[2] = (port as u64) << 48;
-    XdpRule { mask, value, needs_l3: true }
+    XdpRule {
+        mask,
+        value,
+        needs_l3: true,
+    }
 }
 
 fn delta(p: &XdpProgram, before: [u64; 5], v: Verdict) -> u64 {
@@ -61,7 +68,11 @@ fn delta(p: &XdpProgram, before: [u64; 5], v: Verdict) -> u64 {
 fn unconfigured_ports_pass_everything() {
     let p = load();
     let before = p.verdicts().expect("counters");
-    assert_eq!(p.test_run(&udp([0xff; 6], [1, 2, 3, 4], 9, None)).expect("run"), action::PASS);
+    assert_eq!(
+        p.test_run(&udp([0xff; 6], [1, 2, 3, 4], 9, None))
+            .expect("run"),
+        action::PASS
+    );
     assert_eq!(delta(&p, before, Verdict::Disabled), 1);
 }
 
@@ -69,26 +80,75 @@ fn unconfigured_ports_pass_everything() {
 fn each_verdict_on_its_frame() {
     let p = load();
     p.configure(3, true, PORT_MAC).expect("configure");
-    p.set_host_addrs(&[HOST_IP], &[Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 10)]).expect("addrs");
+    p.set_host_addrs(
+        &[HOST_IP],
+        &[Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 10)],
+    )
+    .expect("addrs");
     p.set_rules(&[drop_udp_port(53)]).expect("rules");
     let cases: Vec<(&str, Vec<u8>, u32, Verdict)> = vec![
-        ("unicast to the host's MAC", udp(PORT_MAC, [198, 18, 0, 10], 9, None), action::PASS, Verdict::PassHost),
-        ("ARP for the host's address", arp_request([198, 18, 0, 10]), action::PASS, Verdict::PassHost),
-        ("ARP for someone else", arp_request([198, 18, 0, 99]), action::DROP, Verdict::NoSocket),
-        ("UDP 53 (drop rule)", udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, None), action::DROP, Verdict::DropRule),
-        ("UDP 53 tagged (drop rule)", udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, Some(7)), action::DROP, Verdict::DropRule),
-        ("UDP 54 (to the switch)", udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 54, None), action::DROP, Verdict::NoSocket),
-        ("runt", vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], action::DROP, Verdict::NoSocket),
+        (
+            "unicast to the host's MAC",
+            udp(PORT_MAC, [198, 18, 0, 10], 9, None),
+            action::PASS,
+            Verdict::PassHost,
+        ),
+        (
+            "ARP for the host's address",
+            arp_request([198, 18, 0, 10]),
+            action::PASS,
+            Verdict::PassHost,
+        ),
+        (
+            "ARP for someone else",
+            arp_request([198, 18, 0, 99]),
+            action::DROP,
+            Verdict::NoSocket,
+        ),
+        (
+            "UDP 53 (drop rule)",
+            udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, None),
+            action::DROP,
+            Verdict::DropRule,
+        ),
+        (
+            "UDP 53 tagged (drop rule)",
+            udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, Some(7)),
+            action::DROP,
+            Verdict::DropRule,
+        ),
+        (
+            "UDP 54 (to the switch)",
+            udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 54, None),
+            action::DROP,
+            Verdict::NoSocket,
+        ),
+        (
+            "runt",
+            vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14],
+            action::DROP,
+            Verdict::NoSocket,
+        ),
     ];
     for (what, frame, want, verdict) in cases {
         let before = p.verdicts().expect("counters");
         let got = p.test_run(&frame).expect("run");
         assert_eq!(got, want, "{what}");
-        assert_eq!(delta(&p, before, verdict), 1, "{what}: counter {}", verdict.name());
+        assert_eq!(
+            delta(&p, before, verdict),
+            1,
+            "{what}: counter {}",
+            verdict.name()
+        );
     }
     let hits = p.rule_hits(1).expect("hits");
-    let dropped_bytes = udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, None).len() + udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, Some(7)).len();
-    assert_eq!(hits[0], (2, dropped_bytes as u64), "two frames dropped by the rule, counted with their bytes");
+    let dropped_bytes = udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, None).len()
+        + udp([2, 0, 0, 0, 0, 2], [198, 18, 0, 2], 53, Some(7)).len();
+    assert_eq!(
+        hits[0],
+        (2, dropped_bytes as u64),
+        "two frames dropped by the rule, counted with their bytes"
+    );
 }
 
 #[test]
@@ -97,7 +157,11 @@ fn host_pass_can_be_turned_off() {
     p.configure(1, false, PORT_MAC).expect("configure");
     let before = p.verdicts().expect("counters");
     // No socket in the map: meant for the switch, dropped as no_socket.
-    assert_eq!(p.test_run(&udp(PORT_MAC, [198, 18, 0, 10], 9, None)).expect("run"), action::DROP);
+    assert_eq!(
+        p.test_run(&udp(PORT_MAC, [198, 18, 0, 10], 9, None))
+            .expect("run"),
+        action::DROP
+    );
     assert_eq!(delta(&p, before, Verdict::NoSocket), 1);
 }
 
@@ -112,7 +176,11 @@ fn rules_that_need_l3_leave_ipv6_to_userspace() {
     p.set_rules(&[r]).expect("rules");
     let mut v6 = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv6([0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2], 64)
+        .ipv6(
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            64,
+        )
         .udp(1, 53)
         .write(&mut v6, &[0; 8])
         .expect("frame");

@@ -7,8 +7,11 @@
 //! backend allocates per frame, and a backend can never leak the pipeline's
 //! buffers.
 
+pub mod afxdp;
 pub mod memory;
+pub mod netdev;
 pub mod pcap;
+pub mod tap;
 
 use crate::clock::Clock;
 use crate::packet::{Batch, PacketBuf};
@@ -39,6 +42,15 @@ pub struct BackendStats {
     pub rx_not_ethernet: u64,
     /// Frames the device refused to send.
     pub tx_errors: u64,
+    /// AF_XDP: frames the kernel dropped (rx ring full or no fill chunks).
+    pub kernel_rx_dropped: u64,
+    /// AF_XDP: times the rx ring was full.
+    pub kernel_rx_ring_full: u64,
+    /// AF_XDP: times the fill ring was empty.
+    pub kernel_fill_empty: u64,
+    /// XDP program verdicts: pass to host, drop by rule, redirect, no
+    /// socket, disabled (see `xsw_ebpf::Verdict`).
+    pub xdp: [u64; 5],
 }
 
 /// A source and sink of Ethernet frames.

@@ -1,0 +1,508 @@
+//! AF_XDP ports: a network interface driven through AF_XDP sockets, with
+//! xsw's XDP classifier attached.
+//!
+//! One socket per rx queue of the interface, each with its own UMEM of
+//! 4 KiB chunks (frames longer than a chunk arrive and leave as several
+//! descriptors, `XDP_USE_SG`). Zero-copy where the driver allows it, else
+//! copy mode; native XDP where the driver allows it, else generic.
+//!
+//! Buffer ownership: a UMEM chunk belongs to exactly one of the kernel (in
+//! the fill ring, the rx ring, the tx ring or the completion ring) or this
+//! port (in `free`, or being copied). Received chunks go back to the fill
+//! ring as soon as their bytes are copied into the pipeline's buffers;
+//! chunks for sending come from `free` and return there from the completion
+//! ring. Nothing here allocates per frame.
+
+use std::io;
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+
+use xsk_rs::config::{BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+use xsw_ebpf::{AttachMode, XdpProgram};
+
+use super::netdev::{self, NetdevInfo};
+use super::{BackendStats, Port, PortError};
+use crate::clock::Clock;
+use crate::packet::{Batch, PacketBuf, PacketMeta};
+
+/// Size of a UMEM chunk (the kernel's limit for AF_XDP chunks is a page).
+pub const CHUNK_SIZE: u32 = 4096;
+/// Ring sizes.
+const RING: u32 = 2048;
+/// Chunks per queue: a fill ring's worth for receiving, the rest for sending.
+const CHUNKS: u32 = 2 * RING;
+/// Copy-mode transmit handles at most this many descriptors per wakeup.
+const TX_PER_WAKEUP: usize = 32;
+const XDP_PKT_CONTD: u32 = 1;
+
+/// How to set up an AF_XDP port.
+#[derive(Clone, Debug)]
+pub struct AfXdpOptions {
+    /// The port's OpenFlow number (the XDP program's drop rules use it).
+    pub ofport: u16,
+    /// Pass the host's own traffic on this interface to the host stack.
+    pub host_pass: bool,
+    /// Force native or generic XDP (default: native where the driver allows).
+    pub xdp_mode: Option<AttachMode>,
+    /// Force zero-copy (`Some(true)`) or copy (`Some(false)`); default: try
+    /// zero-copy, fall back to copy.
+    pub zero_copy: Option<bool>,
+}
+
+/// Errors setting up an AF_XDP port, each saying what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum AfXdpError {
+    /// The interface does not exist.
+    #[error("{0}")]
+    NoInterface(io::Error),
+    /// Not root.
+    #[error("AF_XDP ports need root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF): run xswd as root")]
+    NotRoot,
+    /// The XDP program failed.
+    #[error("{0}")]
+    Xdp(#[from] xsw_ebpf::EbpfError),
+    /// Socket or UMEM creation failed.
+    #[error("AF_XDP socket on {iface} queue {queue}: {msg}")]
+    Socket {
+        /// Interface.
+        iface: String,
+        /// Rx queue.
+        queue: u32,
+        /// What failed.
+        msg: String,
+    },
+}
+
+struct Queue {
+    id: u32,
+    umem: Umem,
+    rx: RxQueue,
+    tx: TxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+    /// Chunks free for sending.
+    free: Vec<FrameDesc>,
+    /// Scratch descriptors for ring operations.
+    scratch: Vec<FrameDesc>,
+    /// Descriptors built for one transmit call.
+    txbuf: Vec<FrameDesc>,
+    /// Usable bytes per chunk (chunk size minus headroom).
+    chunk: usize,
+    zero_copy: bool,
+}
+
+/// An interface driven through AF_XDP.
+pub struct AfXdpPort {
+    name: String,
+    info: NetdevInfo,
+    xdp: XdpProgram,
+    mode: AttachMode,
+    queues: Vec<Queue>,
+    next_rx: usize,
+    stats: BackendStats,
+    gone: bool,
+}
+
+impl std::fmt::Debug for AfXdpPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdpPort")
+            .field("name", &self.name)
+            .field("iface", &self.info.name)
+            .field("mode", &self.mode)
+            .field("queues", &self.queues.len())
+            .finish()
+    }
+}
+
+fn socket_err(iface: &str, queue: u32, msg: impl Into<String>) -> AfXdpError {
+    AfXdpError::Socket {
+        iface: iface.to_string(),
+        queue,
+        msg: msg.into(),
+    }
+}
+
+fn open_queue(info: &NetdevInfo, qid: u32, zero_copy: Option<bool>) -> Result<Queue, AfXdpError> {
+    let chunks = NonZeroU32::new(CHUNKS).unwrap_or(NonZeroU32::MIN);
+    let ring = QueueSize::new(RING).map_err(|e| socket_err(&info.name, qid, e.to_string()))?;
+    let frame =
+        FrameSize::new(CHUNK_SIZE).map_err(|e| socket_err(&info.name, qid, e.to_string()))?;
+    let ucfg = UmemConfig::builder()
+        .frame_size(frame)
+        .fill_queue_size(ring)
+        .comp_queue_size(ring)
+        .build()
+        .map_err(|e| socket_err(&info.name, qid, e.to_string()))?;
+    let chunk = (CHUNK_SIZE - ucfg.xdp_headroom() - ucfg.frame_headroom()) as usize;
+    let (umem, mut descs) = Umem::new(ucfg, chunks, false).map_err(|e| {
+        socket_err(
+            &info.name,
+            qid,
+            format!(
+                "creating the UMEM failed ({e}); is the locked-memory limit too low? (ulimit -l)"
+            ),
+        )
+    })?;
+    let iface = info
+        .name
+        .parse()
+        .map_err(|_| socket_err(&info.name, qid, "interface name contains a NUL byte"))?;
+    let modes: &[bool] = match zero_copy {
+        Some(true) => &[true],
+        Some(false) => &[false],
+        None => &[true, false],
+    };
+    let mut last = String::new();
+    for &zc in modes {
+        let mut flags = BindFlags::XDP_USE_NEED_WAKEUP | BindFlags::XDP_USE_SG;
+        flags |= if zc {
+            BindFlags::XDP_ZEROCOPY
+        } else {
+            BindFlags::XDP_COPY
+        };
+        let scfg = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(flags)
+            .build();
+        // A bind right after another socket on this queue closed can fail
+        // with EBUSY for a moment: retry a few times before giving up.
+        for attempt in 0..20 {
+            // SAFETY: each queue gets its own UMEM, so this (interface,
+            // queue) pair is never bound twice through one UMEM, and
+            // XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD is set (xsw attaches its
+            // own program), which is what Socket::new requires.
+            match unsafe { Socket::new(scfg, &umem, &iface, qid) } {
+                Ok((tx, rx, Some((mut fq, cq)))) => {
+                    let fill = RING as usize;
+                    // SAFETY: these chunks come straight from the new UMEM
+                    // and are owned by nobody else; after this call the
+                    // kernel owns them until they come back on the rx ring.
+                    let n = unsafe { fq.produce(&descs[..fill]) };
+                    if n != fill {
+                        return Err(socket_err(
+                            &info.name,
+                            qid,
+                            format!("fill ring took {n} of {fill} chunks"),
+                        ));
+                    }
+                    let free = descs.split_off(fill);
+                    let scratch = vec![FrameDesc::default(); RING as usize];
+                    return Ok(Queue {
+                        id: qid,
+                        umem,
+                        rx,
+                        tx,
+                        fq,
+                        cq,
+                        free,
+                        scratch,
+                        txbuf: Vec::with_capacity(RING as usize),
+                        chunk,
+                        zero_copy: zc,
+                    });
+                }
+                Ok((_, _, None)) => {
+                    return Err(socket_err(&info.name, qid, "UMEM unexpectedly shared"));
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    if last.contains("busy")
+                        || last.contains("EBUSY")
+                        || last.contains("os error 16")
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(50 * (attempt + 1)));
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    Err(socket_err(
+        &info.name,
+        qid,
+        format!("binding failed: {last}"),
+    ))
+}
+
+impl AfXdpPort {
+    /// Opens interface `iface` as port `name`.
+    pub fn open(name: &str, iface: &str, opts: &AfXdpOptions) -> Result<Self, AfXdpError> {
+        let info = netdev::info(iface).map_err(AfXdpError::NoInterface)?;
+        if !netdev::is_root() {
+            return Err(AfXdpError::NotRoot);
+        }
+        let mut xdp = XdpProgram::load()?;
+        // Attached but disabled (it passes everything) until the sockets are ready.
+        let mode = xdp.attach(info.ifindex as i32, opts.xdp_mode)?;
+        let mut queues = Vec::new();
+        for q in 0..info.rx_queues.min(xsw_ebpf::MAX_QUEUES) {
+            let queue = open_queue(&info, q, opts.zero_copy)?;
+            xdp.set_socket(q, queue.rx.fd().as_raw_fd())?;
+            queues.push(queue);
+        }
+        if opts.host_pass {
+            let (v4, v6) = netdev::host_addrs(iface);
+            xdp.set_host_addrs(&v4, &v6)?;
+        }
+        xdp.configure(opts.ofport, opts.host_pass, info.mac)?;
+        Ok(AfXdpPort {
+            name: name.to_string(),
+            info,
+            xdp,
+            mode,
+            queues,
+            next_rx: 0,
+            stats: BackendStats::default(),
+            gone: false,
+        })
+    }
+
+    /// The interface.
+    pub fn info(&self) -> &NetdevInfo {
+        &self.info
+    }
+
+    /// How the XDP program is attached.
+    pub fn xdp_mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// True when every socket is in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.queues.iter().all(|q| q.zero_copy)
+    }
+
+    /// The XDP program (for its counters and drop rules).
+    pub fn xdp(&self) -> &XdpProgram {
+        &self.xdp
+    }
+
+    /// The file descriptors to wait on for received frames.
+    pub fn poll_fds(&self) -> Vec<i32> {
+        self.queues.iter().map(|q| q.rx.fd().as_raw_fd()).collect()
+    }
+
+    /// Reads chunks from one queue into the batch; returns frames added.
+    fn rx_queue(
+        &mut self,
+        qi: usize,
+        batch: &mut Batch,
+        port_index: u16,
+        now: crate::Timestamp,
+    ) -> usize {
+        let q = &mut self.queues[qi];
+        let mut added = 0;
+        // A frame being assembled from chunks: (started, oversize).
+        let mut open: Option<bool> = None;
+        loop {
+            let free_slots = batch.capacity() - batch.len();
+            // In the middle of a jumbo frame: one chunk at a time until it
+            // ends, so no chunk of a frame we have no slot for is taken.
+            let want = if open.is_some() {
+                1
+            } else {
+                free_slots.min(q.scratch.len())
+            };
+            if want == 0 {
+                break;
+            }
+            // SAFETY: the scratch descriptors are ours; consume overwrites
+            // them with descriptors of chunks the kernel hands back to us.
+            let n = unsafe { q.rx.consume(&mut q.scratch[..want]) };
+            if n == 0 {
+                break;
+            }
+            for d in &q.scratch[..n] {
+                let Some(slot) = batch.next_slot() else {
+                    // Cannot happen (want <= free slots); the chunk is dropped.
+                    self.stats.rx_oversize += 1;
+                    continue;
+                };
+                if open.is_none() {
+                    slot.fill(&[]);
+                    slot.meta = PacketMeta {
+                        port: port_index,
+                        ts: now,
+                        queue: 0,
+                    };
+                    open = Some(false);
+                }
+                // SAFETY: `d` came from this queue's rx ring, so it names a
+                // chunk of this queue's UMEM that the kernel has finished
+                // writing and will not touch until we give it back below.
+                let data = unsafe { q.umem.data(d) };
+                if !slot.append(data.contents()) {
+                    open = Some(true);
+                }
+                if d.options() & XDP_PKT_CONTD == 0 {
+                    if open == Some(true) {
+                        self.stats.rx_oversize += 1;
+                    } else {
+                        batch.commit();
+                        added += 1;
+                    }
+                    open = None;
+                }
+            }
+            // Give the chunks back to the kernel for new frames.
+            // SAFETY: we are done reading these chunks; from here the kernel
+            // owns them again (fill ring), and we keep no reference to them.
+            let refilled = unsafe { q.fq.produce(&q.scratch[..n]) };
+            if refilled < n {
+                // The fill ring is sized for every rx chunk; any that did not
+                // fit serve for sending rather than being lost.
+                q.free.extend_from_slice(&q.scratch[refilled..n]);
+            }
+            if q.fq.needs_wakeup() {
+                let fd = q.rx.fd_mut();
+                let _ = q.fq.wakeup(fd, 0);
+            }
+            if open.is_none() && (batch.is_full() || n < want) {
+                break;
+            }
+        }
+        if open.is_some() {
+            // The kernel publishes a frame's chunks together, so this means a
+            // damaged chain: what was read of it is dropped and counted.
+            self.stats.rx_oversize += 1;
+        }
+        added
+    }
+
+    fn refresh_stats(&mut self) {
+        for q in &self.queues {
+            if let Ok(s) = q.rx.fd().xdp_statistics() {
+                self.stats.kernel_rx_dropped = s.rx_dropped();
+                self.stats.kernel_rx_ring_full = s.rx_ring_full();
+                self.stats.kernel_fill_empty = s.rx_fill_ring_empty_descs();
+            }
+        }
+        if let Ok(v) = self.xdp.verdicts() {
+            self.stats.xdp = v;
+        }
+    }
+}
+
+impl Port for AfXdpPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn rx_burst(
+        &mut self,
+        batch: &mut Batch,
+        port_index: u16,
+        clock: &dyn Clock,
+    ) -> Result<usize, PortError> {
+        if self.gone {
+            return Err(PortError::Gone);
+        }
+        let now = clock.now();
+        let nq = self.queues.len();
+        let mut added = 0;
+        for k in 0..nq {
+            if batch.is_full() {
+                break;
+            }
+            let qi = (self.next_rx + k) % nq;
+            added += self.rx_queue(qi, batch, port_index, now);
+        }
+        self.next_rx = (self.next_rx + 1) % nq.max(1);
+        Ok(added)
+    }
+
+    fn tx_burst(&mut self, frames: &[PacketBuf]) -> Result<usize, PortError> {
+        if self.gone {
+            return Err(PortError::Gone);
+        }
+        let Some(q) = self.queues.first_mut() else {
+            return Ok(frames.len());
+        };
+        // Chunks the kernel has finished sending come back first.
+        loop {
+            // SAFETY: the scratch descriptors are ours to overwrite; the
+            // completion ring hands back chunks the kernel is done with.
+            let n = unsafe { q.cq.consume(&mut q.scratch) };
+            if n == 0 {
+                break;
+            }
+            q.free.extend_from_slice(&q.scratch[..n]);
+        }
+        let mut sent = 0;
+        let mut since_wakeup = 0;
+        for f in frames {
+            let data = f.data();
+            let need = data.len().div_ceil(q.chunk).max(1);
+            if q.free.len() < need || q.tx.nb_free(need as u32) < need as u32 {
+                break;
+            }
+            q.txbuf.clear();
+            for (i, part) in data.chunks(q.chunk).enumerate() {
+                let Some(mut d) = q.free.pop() else { break };
+                {
+                    // SAFETY: `d` came from `free`, so neither the kernel nor
+                    // any other descriptor refers to its chunk right now.
+                    let mut chunk = unsafe { q.umem.data_mut(&mut d) };
+                    let mut c = chunk.cursor();
+                    c.set_pos(0);
+                    let _ = io::Write::write_all(&mut c, part);
+                }
+                d.set_options(if i + 1 < need { XDP_PKT_CONTD } else { 0 });
+                q.txbuf.push(d);
+            }
+            // SAFETY: every descriptor in txbuf names a chunk we own and just
+            // filled; producing them hands the chunks to the kernel until
+            // they come back on the completion ring.
+            let produced = unsafe { q.tx.produce(&q.txbuf) };
+            if produced < q.txbuf.len() {
+                // Checked nb_free above, so this does not happen; if it did,
+                // the chunks return to the free list and the frame is unsent.
+                q.free.extend(q.txbuf.drain(produced..));
+                break;
+            }
+            sent += 1;
+            since_wakeup += 1;
+            if since_wakeup >= TX_PER_WAKEUP {
+                if let Err(e) = q.tx.wakeup() {
+                    self.gone = matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV));
+                    return Err(PortError::Io(e));
+                }
+                since_wakeup = 0;
+            }
+        }
+        if since_wakeup > 0 && (q.tx.needs_wakeup() || !q.zero_copy) {
+            if let Err(e) = q.tx.wakeup() {
+                self.gone = matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV));
+                return Err(PortError::Io(e));
+            }
+        }
+        Ok(sent)
+    }
+
+    fn backend_stats(&self) -> BackendStats {
+        self.stats
+    }
+
+    fn flush(&mut self) -> Result<(), PortError> {
+        self.refresh_stats();
+        if netdev::ifindex(&self.info.name) != Some(self.info.ifindex) {
+            self.gone = true;
+            return Err(PortError::Gone);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for AfXdpPort {
+    fn drop(&mut self) {
+        // Detach first so no frame is redirected to a closing socket.
+        self.xdp.detach();
+        for q in &self.queues {
+            let _ = self.xdp.clear_socket(q.id);
+        }
+    }
+}
