@@ -617,11 +617,11 @@ def jumbo():
 
 def mtu():
     s = Scenario("mtu",
-                 "Port MTUs: a port with mtu = 1500 drops (and counts) received frames longer "
-                 "than 1518 bytes and does not send them either; frames over 9216 bytes are "
-                 "dropped at the capture reader (oversize).",
-                 [dict(name="big", ofport=1), dict(name="small", ofport=2, mtu=1500), dict(name="big2", ofport=3)],
-                 ovs=False, ovs_note="xsw drops oversize frames on receive as well as on send; OVS dummy ports check the MTU only on send")
+                 "Port MTUs, as OVS applies them: a port with mtu = 1500 does not send frames "
+                 "carrying more than 1500 bytes after the Ethernet header (1514 bytes untagged, "
+                 "1518 tagged) and counts them as tx_mtu; what it receives is not limited; "
+                 "frames over 9216 bytes are dropped at the capture reader (oversize).",
+                 [dict(name="big", ofport=1), dict(name="small", ofport=2, mtu=1500), dict(name="big2", ofport=3)])
     payload = b"\x5a" * 9300
     s.send("big", Ether(src=mac(1), dst=BCAST) / IP() / UDP() / Raw(payload[:1500 - 28]))
     s.send("big", Ether(src=mac(1), dst=BCAST) / IP() / UDP() / Raw(payload[:1501 - 28]))

@@ -105,11 +105,17 @@ enum FlowCmd {
     Check {
         /// The file (one rule per line, `#` comments).
         file: PathBuf,
+        /// Resolve port names (in_port=NAME, output:NAME) with this scenario's ports.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
     /// Parse one rule and print it in normal form (as dump-flows would).
     Parse {
         /// The rule, e.g. 'priority=10,udp,tp_dst=53,actions=output:2'.
         rule: String,
+        /// Resolve port names with this scenario's ports.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
     },
 }
 
@@ -138,6 +144,18 @@ fn load(dir: &Path) -> Result<Scenario> {
         bail!("{}: no such scenario directory", dir.display());
     }
     Ok(Scenario::load(dir)?)
+}
+
+/// Port names and numbers of a scenario (empty without one).
+fn port_names(scenario: Option<&Path>) -> Result<Vec<(String, u16)>> {
+    Ok(match scenario {
+        Some(d) => load(d)?
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.ofport))
+            .collect(),
+        None => Vec::new(),
+    })
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -193,10 +211,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     if n == 0 {
                         bail!("--index: frame numbers start at 1 (as in Wireshark)");
                     }
-                    let (ts, bytes) = replay::read_frame(&path, n - 1)?;
+                    let (ts, bytes, pos) = replay::read_frame(&path, n - 1)?;
                     let own = port_idx.and_then(|i| sc.inputs[i].as_deref().map(|p| (i, p)));
                     let after = match own {
-                        Some((i, p)) if !cold && same_file(p, &path) => Some((i, n - 1)),
+                        Some((i, p)) if !cold && same_file(p, &path) => Some((i, pos)),
                         _ => None,
                     };
                     TraceRequest {
@@ -233,11 +251,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Flow { cmd } => match cmd {
-            FlowCmd::Check { file } => {
+            FlowCmd::Check { file, scenario } => {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("{}", file.display()))?;
-                let rules =
-                    replay::parse_rules(&text, &()).map_err(|(line, e): (usize, FlowError)| {
+                let ports = port_names(scenario.as_deref())?;
+                let names = |n: &str| ports.iter().find(|(p, _)| p == n).map(|(_, o)| *o);
+                let rules = replay::parse_rules(&text, &names).map_err(
+                    |(line, e): (usize, FlowError)| {
                         let src = text.lines().nth(line - 1).unwrap_or("");
                         anyhow::anyhow!(
                             "{}:{line}:{}: {}\n{}",
@@ -246,15 +266,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             e.msg(),
                             e.render(src)
                         )
-                    })?;
+                    },
+                )?;
                 for (_, r) in &rules {
                     println!("{r}");
                 }
                 eprintln!("{}: {} rule(s), all valid", file.display(), rules.len());
                 Ok(ExitCode::SUCCESS)
             }
-            FlowCmd::Parse { rule } => {
-                let r = parse_flow(&rule, &()).map_err(|e| {
+            FlowCmd::Parse { rule, scenario } => {
+                let ports = port_names(scenario.as_deref())?;
+                let names = |n: &str| ports.iter().find(|(p, _)| p == n).map(|(_, o)| *o);
+                let r = parse_flow(&rule, &names).map_err(|e| {
                     anyhow::anyhow!("column {}: {}\n{}", e.col(), e.msg(), e.render(&rule))
                 })?;
                 println!("{r}");

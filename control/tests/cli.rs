@@ -221,8 +221,13 @@ fn flow_parse_points_at_the_problem() {
     let (_, se) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        se.contains("column 12") && se.contains("           ^"),
+        se.contains("column 12") && se.contains("\n             ^"),
         "{se}"
+    );
+    assert_eq!(
+        se.matches("needs an IPv4").count(),
+        1,
+        "the message once: {se}"
     );
     let o = xsw(&[
         "flow",

@@ -28,7 +28,7 @@ impl Timestamp {
 
     /// From whole seconds.
     pub const fn from_secs(s: u64) -> Self {
-        Timestamp(s * Self::SECOND)
+        Timestamp(s.saturating_mul(Self::SECOND))
     }
     /// Whole seconds (rounded down).
     pub const fn secs(self) -> u64 {

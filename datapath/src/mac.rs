@@ -149,10 +149,11 @@ impl MacTable {
     /// A table with exactly these limits (at least 1 each).
     pub fn with_exact_limits(aging_secs: u64, max_entries: usize) -> Self {
         let max = max_entries.max(1);
+        // Sized for the whole table up front: learning never reallocates.
         MacTable {
-            map: FastMap::with_capacity_and_hasher(max.min(1 << 16), Default::default()),
-            slab: Vec::with_capacity(max.min(1 << 16)),
-            free: Vec::new(),
+            map: FastMap::with_capacity_and_hasher(max, Default::default()),
+            slab: Vec::with_capacity(max),
+            free: Vec::with_capacity(max),
             lru: List::default(),
             ports: Vec::new(),
             aging: aging_secs.max(1),
@@ -291,6 +292,14 @@ impl MacTable {
             n += 1;
         }
         n
+    }
+
+    /// Makes room for `n` ports' lists (so learning on a new port does not
+    /// allocate).
+    pub fn reserve_ports(&mut self, n: usize) {
+        if self.ports.len() < n {
+            self.ports.resize(n, List::default());
+        }
     }
 
     /// Forgets everything.

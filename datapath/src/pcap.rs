@@ -550,7 +550,9 @@ impl<W: Write> PcapWriter<W> {
         } else {
             ts.subsec_nanos() / 1000
         };
-        self.w.write_all(&(ts.secs() as u32).to_le_bytes())?;
+        // Classic pcap has 32-bit seconds: later times are clamped.
+        self.w
+            .write_all(&(ts.secs().min(u32::MAX as u64) as u32).to_le_bytes())?;
         self.w.write_all(&frac.to_le_bytes())?;
         self.w.write_all(&(frame.len() as u32).to_le_bytes())?;
         self.w.write_all(&(frame.len() as u32).to_le_bytes())?;

@@ -53,7 +53,8 @@ pub struct PortConfig {
     pub vlan: PortVlan,
     /// MTU: the most bytes a frame may carry after its Ethernet header (14
     /// bytes, 18 with a VLAN tag), as OVS and Linux count it. Longer frames
-    /// are dropped on receive and on send. `None`: up to 9216-byte frames.
+    /// are not sent on the port (counted as `tx_mtu`), as in OVS. `None`:
+    /// up to 9216-byte frames.
     pub mtu: Option<u32>,
 }
 
@@ -194,7 +195,8 @@ struct Xlate {
     reason: DropReason,
     error: Option<DropReason>,
     queue: u32,
-    pending: Option<u16>,
+    /// The last output so far: (port, queue chosen when it was output).
+    pending: Option<(u16, u32)>,
 }
 
 /// One bridge's datapath.
@@ -208,7 +210,7 @@ pub struct Pipeline {
     pool: BufPool,
     opts: PipelineOptions,
     emitted: Vec<u16>,
-    removed: Vec<RemovedRule>,
+    removed: std::collections::VecDeque<RemovedRule>,
     /// Per-batch stage results.
     scratch: Option<Box<Scratch>>,
     /// No timer work is due before this time (a single compare per frame).
@@ -262,8 +264,9 @@ impl Pipeline {
             mac: MacTable::with_limits(opts.mac_aging_secs, opts.mac_max_entries),
             pool: BufPool::new(opts.pool_buffers + BURST),
             opts,
-            emitted: Vec::with_capacity(64),
-            removed: Vec::new(),
+            // Copies per frame: one per output (up to 4096 resubmits' worth).
+            emitted: Vec::with_capacity(MAX_RESUBMITS as usize),
+            removed: std::collections::VecDeque::with_capacity(REMOVED_LOG),
             timer_due: Timestamp(0),
             scratch: Some(Box::default()),
             unknown_port: 0,
@@ -316,8 +319,9 @@ impl Pipeline {
             down: false,
             cfg,
             stats: PortStats::default(),
-            egress: Vec::with_capacity(self.opts.egress_limit.min(4096)),
+            egress: Vec::with_capacity(self.opts.egress_limit),
         });
+        self.mac.reserve_ports(self.ports.len());
         // Room for every port to hold a burst of copies.
         for _ in 0..BURST {
             self.pool.put(PacketBuf::new());
@@ -438,8 +442,8 @@ impl Pipeline {
     }
 
     /// Rules removed by timeouts so far (the most recent few thousand).
-    pub fn removed_rules(&self) -> &[RemovedRule] {
-        &self.removed
+    pub fn removed_rules(&self) -> Vec<&RemovedRule> {
+        self.removed.iter().collect()
     }
 
     /// The flow tables.
@@ -478,9 +482,9 @@ impl Pipeline {
                 self.emc.invalidate();
                 for (rule, why) in gone {
                     if self.removed.len() >= REMOVED_LOG {
-                        self.removed.remove(0);
+                        self.removed.pop_front();
                     }
-                    self.removed.push(RemovedRule { rule, why, at: now });
+                    self.removed.push_back(RemovedRule { rule, why, at: now });
                 }
             }
         }
@@ -560,10 +564,10 @@ impl Pipeline {
         };
         port.stats.rx_packets += 1;
         port.stats.rx_bytes += len as u64;
+        // Like OVS, the MTU is enforced on send only (a device's own MTU
+        // already bounds what it receives).
         let early = if len < ETH_HEADER_LEN {
             Some(DropReason::Runt)
-        } else if !fits(pkt.data(), port.limit) {
-            Some(DropReason::RxMtu)
         } else {
             None
         };
@@ -706,8 +710,8 @@ impl Pipeline {
             }
             return;
         }
-        if let Some(out) = x.pending {
-            self.enqueue_last(batch, i, out as usize, x.queue, t);
+        if let Some((out, queue)) = x.pending {
+            self.enqueue_last(batch, i, out as usize, queue, t);
         }
         if x.outputs == 0 {
             self.drop_on(in_idx, x.reason);
@@ -851,7 +855,9 @@ impl Pipeline {
             // exactly what NORMAL would decide (same second, same MAC table).
             let sec = x.now.secs() as u32;
             let h = found.hint;
-            if h.val != 0 && h.sec == sec && h.gen == self.mac.gen {
+            // Decisions are cached for top-level lookups only (a resubmit
+            // may look up with another in_port than NORMAL must use).
+            if x.depth == 0 && h.val != 0 && h.sec == sec && h.gen == self.mac.gen {
                 self.normal_replay(h.val, x, pkt, t);
                 return;
             }
@@ -1054,11 +1060,11 @@ impl Pipeline {
     /// Outputs the frame as the logical flow says it should look now.
     #[inline]
     fn emit<T: Tracer>(&mut self, out: usize, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
-        if let Some(p) = x.pending.take() {
-            self.enqueue_copy(p as usize, pkt, x.queue, t);
+        if let Some((p, queue)) = x.pending.take() {
+            self.enqueue_copy(p as usize, pkt, queue, t);
         }
         Self::commit(x, pkt);
-        x.pending = Some(out as u16);
+        x.pending = Some((out as u16, x.queue));
         x.outputs += 1;
         if T::ENABLED {
             let tci = if x.base_vlans[0].present() {
@@ -1330,15 +1336,13 @@ impl Pipeline {
 
 /// Formats a rule like `ovs-ofctl dump-flows` does, counters included.
 pub fn dump_flow(r: &Installed, now: Timestamp) -> String {
-    let dur = now.since(r.stats.installed);
-    let duration = if dur / 1_000_000 == 0 {
+    // OVS keeps flow times in whole milliseconds.
+    let ms = |t: Timestamp| t.0 / 1_000_000;
+    let dur = ms(now).saturating_sub(ms(r.stats.installed));
+    let duration = if dur == 0 {
         "0s".to_string()
     } else {
-        format!(
-            "{}.{:03}s",
-            dur / 1_000_000_000,
-            (dur % 1_000_000_000) / 1_000_000
-        )
+        format!("{}.{:03}s", dur / 1000, dur % 1000)
     };
     let mut s = format!(
         " cookie={:#x}, duration={duration}, table={}, n_packets={}, n_bytes={}, ",
@@ -1352,7 +1356,7 @@ pub fn dump_flow(r: &Installed, now: Timestamp) -> String {
     }
     s.push_str(&format!(
         "idle_age={}, ",
-        now.since(r.stats.last_used) / 1_000_000_000
+        ms(now).saturating_sub(ms(r.stats.last_used)) / 1000
     ));
     let m = crate::flow::syntax::format_match(&r.rule.matches, r.rule.priority);
     s.push_str(&m);
@@ -1664,6 +1668,91 @@ mod tests {
         assert!(sent > 300, "only {sent} frames sent");
         assert_eq!(one, full);
         assert_eq!(one, odd);
+    }
+
+    #[test]
+    fn cached_normal_decisions_are_not_reused_after_resubmit_with_another_port() {
+        let mut r = Rig::new(
+            ports3(),
+            &[
+                "priority=10,in_port=1,actions=resubmit(2,0)",
+                "priority=0,actions=normal",
+            ],
+        );
+        const D: u64 = 0x0200_0000_000d;
+        const S: u64 = 0x0200_0000_000e;
+        r.send(0, 1, &frame(BCAST, D, None, 0x0800)); // D learned on p1
+        let o = r.send(1, 1, &frame(D, S, None, 0x0800)); // S on p2 -> D on p1 (decision cached)
+        assert_eq!(o[0].len(), 1);
+        // S->D arriving on p1: NORMAL runs with in_port p1 (the lookup used p2),
+        // learns S on p1 (a move) and finds D on p1: dropped, not hairpinned.
+        let o = r.send(0, 1, &frame(D, S, None, 0x0800));
+        assert!(o.iter().all(|v| v.is_empty()), "{o:?}");
+        assert_eq!(r.p.mac_table().moves, 1);
+    }
+
+    #[test]
+    fn traced_and_untraced_agree() {
+        // The traced path skips every cache; both must decide the same.
+        let rules = [
+            "priority=20,in_port=1,dl_type=0x0806,actions=resubmit(2,0)",
+            "priority=10,ipv6,actions=mod_vlan_vid:7,normal",
+            "priority=0,actions=normal",
+        ];
+        let mut plain = Rig::new(ports3(), &rules);
+        let mut traced = Rig::new(ports3(), &rules);
+        for (n, (port, f)) in mixed_frames().into_iter().enumerate() {
+            let meta = crate::packet::PacketMeta {
+                port,
+                ts: Timestamp(n as u64 * 100_000_000),
+                queue: 0,
+            };
+            plain.batch.clear();
+            plain.batch.push_frame(&f, meta);
+            plain.p.process(&mut plain.batch, &mut NoTrace);
+            traced.batch.clear();
+            traced.batch.push_frame(&f, meta);
+            traced
+                .p
+                .process(&mut traced.batch, &mut TraceLog::default());
+            for k in 0..3u16 {
+                plain
+                    .p
+                    .flush_port(k, &mut plain.ports[k as usize])
+                    .expect("flush");
+                traced
+                    .p
+                    .flush_port(k, &mut traced.ports[k as usize])
+                    .expect("flush");
+                assert_eq!(
+                    plain.ports[k as usize].take_sent(),
+                    traced.ports[k as usize].take_sent(),
+                    "frame {n}, port {k}"
+                );
+            }
+        }
+        for k in 0..3u16 {
+            assert_eq!(plain.p.port_stats(k), traced.p.port_stats(k));
+        }
+    }
+
+    #[test]
+    fn set_queue_applies_to_the_outputs_after_it() {
+        let mut r = Rig::new(
+            ports3(),
+            &["in_port=1,actions=set_queue:1,output:2,set_queue:2,output:3"],
+        );
+        r.batch.clear();
+        r.batch.push_frame(
+            &frame(B, A, None, 0x0800),
+            crate::packet::PacketMeta::default(),
+        );
+        r.p.process(&mut r.batch, &mut NoTrace);
+        for k in 0..3u16 {
+            r.p.flush_port(k, &mut r.ports[k as usize]).expect("flush");
+        }
+        assert_eq!(r.ports[1].take_sent()[0].0.queue, 1);
+        assert_eq!(r.ports[2].take_sent()[0].0.queue, 2);
     }
 
     #[test]

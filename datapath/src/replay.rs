@@ -162,20 +162,29 @@ impl Scenario {
         }
         let mut options = PipelineOptions::default();
         if let Some(b) = &file.bridge {
+            use crate::mac::{AGING_RANGE, MAX_ENTRIES_RANGE};
             if let Some(a) = b.mac_aging {
-                if a == 0 {
+                if !AGING_RANGE.contains(&a) {
                     return Err(cfg_err(
                         None,
-                        "bridge.mac_aging must be at least 1 second".into(),
+                        format!(
+                            "bridge.mac_aging = {a}: must be {}-{} seconds (the range OVS accepts)",
+                            AGING_RANGE.start(),
+                            AGING_RANGE.end()
+                        ),
                     ));
                 }
                 options.mac_aging_secs = a;
             }
             if let Some(s) = b.mac_table_size {
-                if s == 0 {
+                if !MAX_ENTRIES_RANGE.contains(&s) {
                     return Err(cfg_err(
                         None,
-                        "bridge.mac_table_size must be at least 1".into(),
+                        format!(
+                            "bridge.mac_table_size = {s}: must be {}-{} entries (the range OVS accepts)",
+                            MAX_ENTRIES_RANGE.start(),
+                            MAX_ENTRIES_RANGE.end()
+                        ),
                     ));
                 }
                 options.mac_max_entries = s;
@@ -483,8 +492,10 @@ impl Merger {
     }
 }
 
-/// Earliest timestamp among the inputs (the scenario clock's start).
-fn start_time(sc: &Scenario) -> Result<Timestamp, Error> {
+/// Earliest timestamp among the inputs (the scenario clock's start), and
+/// whether any input has sub-microsecond timestamps (known only once a
+/// pcapng file's interface block has been read, so after a first frame).
+fn start_time(sc: &Scenario) -> Result<(Timestamp, bool), Error> {
     let mut ports = open_inputs(sc)?;
     let clock = ManualClock::default();
     let mut best: Option<Timestamp> = None;
@@ -495,7 +506,7 @@ fn start_time(sc: &Scenario) -> Result<Timestamp, Error> {
             best = Some(best.map_or(f.meta.ts, |x: Timestamp| x.min(f.meta.ts)));
         }
     }
-    Ok(best.unwrap_or_default())
+    Ok((best.unwrap_or_default(), any_nanos(&ports)))
 }
 
 fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
@@ -510,9 +521,8 @@ fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
 /// into `out_dir` (created if needed).
 pub fn replay(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
     fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let start = start_time(sc)?;
+    let (start, nanos) = start_time(sc)?;
     let mut inputs = open_inputs(sc)?;
-    let nanos = any_nanos(&inputs);
     let mut outputs = Vec::new();
     for p in &sc.ports {
         let path = out_dir.join(format!("{}.pcap", p.name));
@@ -734,7 +744,7 @@ pub fn trace(sc: &Scenario, req: &TraceRequest) -> Result<TraceReport, Error> {
                 .join(", ")
         )));
     };
-    let start = start_time(sc)?;
+    let (start, _) = start_time(sc)?;
     let mut pipe = build_pipeline(sc, start)?;
     let clock = ManualClock::new(start);
     let mut warmup_frames = 0;
@@ -790,20 +800,36 @@ pub fn trace(sc: &Scenario, req: &TraceRequest) -> Result<TraceReport, Error> {
 }
 
 /// Reads frame `index` (0-based) of a capture file, with its timestamp.
-pub fn read_frame(path: &Path, index: usize) -> Result<(Timestamp, Vec<u8>), Error> {
+///
+/// Also returns the frame's position among the frames a capture port
+/// delivers (frames over 9216 bytes never reach the switch); a frame that
+/// is itself too long is an error that says so.
+pub fn read_frame(path: &Path, index: usize) -> Result<(Timestamp, Vec<u8>, usize), Error> {
     let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut r = crate::pcap::PcapReader::new(f).map_err(|source| Error::Pcap {
         path: path.to_path_buf(),
         source,
     })?;
     let mut i = 0;
+    let mut delivered = 0;
     loop {
         match r.next_record() {
             Ok(Some(rec)) => {
+                let fits = rec.data.len() <= crate::packet::MAX_FRAME;
                 if i == index {
-                    return Ok((rec.ts, rec.data.to_vec()));
+                    if !fits {
+                        return Err(Error::Invalid(format!(
+                            "{}: frame number {} is {} bytes: the port drops it on receive (oversize; xsw carries frames up to {} bytes)",
+                            path.display(),
+                            index + 1,
+                            rec.data.len(),
+                            crate::packet::MAX_FRAME
+                        )));
+                    }
+                    return Ok((rec.ts, rec.data.to_vec(), delivered));
                 }
                 i += 1;
+                delivered += usize::from(fits);
             }
             Ok(None) => {
                 return Err(Error::Invalid(format!(

@@ -24,8 +24,6 @@ macro_rules! drop_reasons {
 drop_reasons! {
     /// Shorter than an Ethernet header (14 bytes).
     Runt = "runt",
-    /// Longer than the ingress port's MTU allows.
-    RxMtu = "rx_mtu",
     /// Longer than 9216 bytes, the largest frame xsw carries.
     Oversize = "oversize",
     /// No rule in table 0 matched.

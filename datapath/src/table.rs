@@ -35,17 +35,31 @@ pub struct Installed {
     pub output_only: Option<u16>,
 }
 
+/// Milliseconds, the unit OVS keeps flow times in.
+fn ms(t: Timestamp) -> u64 {
+    t.0 / 1_000_000
+}
+
 impl Installed {
-    /// When the rule's timeouts remove it, given its use so far.
-    pub fn deadline(&self) -> Option<Timestamp> {
+    /// The last millisecond the rule stands, given its use so far: OVS
+    /// removes a rule once `now_ms > used_ms + idle_timeout * 1000` (idle) or
+    /// `now_ms > installed_ms + hard_timeout * 1000` (hard), times counted
+    /// in whole milliseconds.
+    pub fn last_ms(&self) -> Option<u64> {
         let hard = (self.rule.hard_timeout > 0)
-            .then(|| self.stats.installed.add_secs(self.rule.hard_timeout as u64));
+            .then(|| ms(self.stats.installed) + self.rule.hard_timeout as u64 * 1000);
         let idle = (self.rule.idle_timeout > 0)
-            .then(|| self.stats.last_used.add_secs(self.rule.idle_timeout as u64));
+            .then(|| ms(self.stats.last_used) + self.rule.idle_timeout as u64 * 1000);
         match (hard, idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// The first instant at which the rule's timeouts remove it.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        self.last_ms()
+            .map(|m| Timestamp((m + 1).saturating_mul(1_000_000)))
     }
 }
 
@@ -259,10 +273,9 @@ impl FlowTables {
         for (i, s) in self.slots.iter().enumerate() {
             let Some(r) = s else { continue };
             let Some(d) = r.deadline() else { continue };
-            // OVS: expired once strictly past the deadline.
-            if d < now {
+            if d <= now {
                 let hard = r.rule.hard_timeout > 0
-                    && r.stats.installed.add_secs(r.rule.hard_timeout as u64) < now;
+                    && ms(now) > ms(r.stats.installed) + r.rule.hard_timeout as u64 * 1000;
                 dead.push((i as u32, if hard { Removed::Hard } else { Removed::Idle }));
             } else {
                 next = next.min(d);
@@ -362,12 +375,20 @@ mod tests {
             r("hard_timeout=20,arp,actions=drop"),
             Timestamp::from_secs(100),
         );
-        assert_eq!(t.next_deadline(), Timestamp::from_secs(110));
+        // The first instant it is gone: 110 s plus one millisecond.
+        assert_eq!(
+            t.next_deadline(),
+            Timestamp(Timestamp::from_secs(110).0 + 1_000_000)
+        );
         let mut k = FlowKey::ZERO;
         k.set(crate::key::Field::DlType, 0x0800);
         let id = t.lookup(0, &k).expect("ip rule");
         let _ = t.hit(id, 60, Timestamp::from_secs(105));
-        let just_after = |s: u64| Timestamp(Timestamp::from_secs(s).0 + 1);
+        // OVS counts in whole milliseconds: gone one millisecond later.
+        let just_after = |s: u64| Timestamp(Timestamp::from_secs(s).0 + 1_000_000);
+        assert!(t
+            .expire(Timestamp(Timestamp::from_secs(115).0 + 999_999))
+            .is_empty());
         // Exactly at the deadline the rule still stands (OVS: strictly past).
         assert!(t.expire(Timestamp::from_secs(115)).is_empty());
         let gone = t.expire(just_after(115));

@@ -322,13 +322,7 @@ pub fn render(events: &[TraceEvent], port_name: &dyn Fn(u16) -> String) -> Strin
         out.push_str(&line);
         out.push('\n');
     }
-    let outs: Vec<String> = events
-        .iter()
-        .filter_map(|e| match e {
-            TraceEvent::Output { port, .. } => Some(port_name(*port)),
-            _ => None,
-        })
-        .collect();
+    let outs: Vec<String> = delivered(events).into_iter().map(port_name).collect();
     let dropped = events
         .iter()
         .any(|e| matches!(e, TraceEvent::Dropped { .. }));
@@ -336,6 +330,30 @@ pub fn render(events: &[TraceEvent], port_name: &dyn Fn(u16) -> String) -> Strin
         out.push_str(&format!("result: sent to {}\n", outs.join(", ")));
     }
     out
+}
+
+/// The ports that really got a copy: outputs minus copies dropped at the
+/// port (MTU, full queue...), nothing when the whole frame was dropped.
+pub fn delivered(events: &[TraceEvent]) -> Vec<u16> {
+    if events
+        .iter()
+        .any(|e| matches!(e, TraceEvent::Dropped { .. }))
+    {
+        return Vec::new();
+    }
+    let mut outs: Vec<u16> = Vec::new();
+    for e in events {
+        match e {
+            TraceEvent::Output { port, .. } => outs.push(*port),
+            TraceEvent::EgressDrop { port, .. } => {
+                if let Some(i) = outs.iter().position(|p| p == port) {
+                    outs.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    outs
 }
 
 /// A trace event list as JSON-friendly records.
@@ -355,13 +373,7 @@ impl TraceJson {
         let text = render(events, port_name);
         TraceJson {
             lines: text.lines().map(str::to_string).collect(),
-            outputs: events
-                .iter()
-                .filter_map(|e| match e {
-                    TraceEvent::Output { port, .. } => Some(port_name(*port)),
-                    _ => None,
-                })
-                .collect(),
+            outputs: delivered(events).into_iter().map(port_name).collect(),
             dropped: events.iter().find_map(|e| match e {
                 TraceEvent::Dropped { reason } => Some(reason.name()),
                 _ => None,

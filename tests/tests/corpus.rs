@@ -1,9 +1,10 @@
 //! Every capture of tcpdump's test suite (tests/corpus/tcpdump: 434 real
 //! captures, many malformed on purpose) replayed through the switch, twice:
 //! once through NORMAL with VLAN ports, once through a rule set that reads
-//! every L2-L4 field and rewrites VLANs and MACs. Nothing may panic; every
-//! frame the file holds is received and either sent or counted as a drop;
-//! a file that cannot be read gets an error naming the file.
+//! every L2-L4 field and rewrites VLANs and MACs. Nothing may panic, the
+//! same input must give the same output bytes every time, drops stay within
+//! what the frames can explain, and a file that cannot be read gets an error
+//! naming the file.
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -10,8 +10,10 @@ use crate::key::FlowKey;
 
 /// Default rule priority (OpenFlow's `OFP_DEFAULT_PRIORITY`).
 pub const DEFAULT_PRIORITY: u16 = 32768;
-/// Number of flow tables (0..=254).
+/// Number of flow tables (0..=254; 254 is OVS's internal table).
 pub const N_TABLES: usize = 255;
+/// Highest table a rule may go in (OVS refuses 254, its internal table).
+pub const MAX_TABLE: u8 = 253;
 
 /// A masked match over the flow key. `value` never has bits outside `mask`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -102,23 +104,25 @@ impl Rule {
 impl std::fmt::Display for Rule {
     /// `ovs-ofctl add-flow` syntax that parses back to the same rule.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut head = String::new();
+        let mut items: Vec<String> = Vec::new();
         if self.table != 0 {
-            head.push_str(&format!("table={},", self.table));
+            items.push(format!("table={}", self.table));
         }
         if self.cookie != 0 {
-            head.push_str(&format!("cookie={:#x},", self.cookie));
+            items.push(format!("cookie={:#x}", self.cookie));
         }
         if self.idle_timeout != 0 {
-            head.push_str(&format!("idle_timeout={},", self.idle_timeout));
+            items.push(format!("idle_timeout={}", self.idle_timeout));
         }
         if self.hard_timeout != 0 {
-            head.push_str(&format!("hard_timeout={},", self.hard_timeout));
+            items.push(format!("hard_timeout={}", self.hard_timeout));
         }
         let m = syntax::format_match(&self.matches, self.priority);
-        write!(f, "{head}{m}")?;
-        if !m.is_empty() || !head.is_empty() {
-            write!(f, " ")?;
+        if !m.is_empty() {
+            items.push(m);
+        }
+        if !items.is_empty() {
+            write!(f, "{} ", items.join(","))?;
         }
         write!(f, "actions={}", Actions(&self.actions))
     }

@@ -14,7 +14,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::action::{Action, OFPP_MAX};
-use super::{Match, Rule, DEFAULT_PRIORITY, N_TABLES};
+use super::{Match, Rule, DEFAULT_PRIORITY, MAX_TABLE};
 use crate::key::{Field, Mac};
 use crate::parse::consts::*;
 
@@ -42,11 +42,7 @@ impl FlowError {
     }
     /// A two-line rendering: the rule, and a caret under the column.
     pub fn render(&self, line: &str) -> String {
-        format!(
-            "{line}\n{}^ {}",
-            " ".repeat(self.col.saturating_sub(1)),
-            self.msg
-        )
+        format!("  {line}\n  {}^", " ".repeat(self.col.saturating_sub(1)))
     }
 }
 
@@ -182,7 +178,7 @@ fn parse_mac(s: &str) -> Option<u64> {
     }
     let mut v = 0u64;
     for p in parts {
-        if p.is_empty() || p.len() > 2 {
+        if p.is_empty() || p.len() > 2 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         v = (v << 8) | u64::from_str_radix(p, 16).ok()?;
@@ -285,6 +281,8 @@ struct Parser<'a, P: PortNames + ?Sized> {
     m: Match,
     /// Column where each match field was first set (for prerequisite errors).
     seen: Vec<(&'static str, usize)>,
+    /// Port fields named for one protocol (`tcp_dst`...): (name, protocol, column).
+    l4_need: Vec<(String, u8, usize)>,
 }
 
 impl<P: PortNames + ?Sized> Parser<'_, P> {
@@ -580,6 +578,16 @@ impl<P: PortNames + ?Sized> Parser<'_, P> {
                     "tp_dst"
                 };
                 self.note(name, col)?;
+                // tcp_dst, udp_dst and sctp_dst also name their protocol.
+                let proto = match key.split('_').next() {
+                    Some("tcp") => Some(IPPROTO_TCP),
+                    Some("udp") => Some(IPPROTO_UDP),
+                    Some("sctp") => Some(IPPROTO_SCTP),
+                    _ => None,
+                };
+                if let Some(pr) = proto {
+                    self.l4_need.push((key.to_string(), pr, col));
+                }
                 let pv = parse_uint(v)
                     .filter(|x| *x <= 0xffff)
                     .ok_or_else(|| bad("a port number (0-65535), optionally /MASK"))?;
@@ -625,6 +633,22 @@ impl<P: PortNames + ?Sized> Parser<'_, P> {
 
     /// Checks that every field's prerequisite (`ip`, `tcp`, ...) is present.
     fn check_prereqs(&self) -> Result<(), FlowError> {
+        for (name, proto, col) in &self.l4_need {
+            if !self.nw_proto_is(&[*proto]) || !self.dl_type_is(&[ETH_TYPE_IP, ETH_TYPE_IPV6]) {
+                let sh = match *proto {
+                    IPPROTO_TCP => "tcp",
+                    IPPROTO_UDP => "udp",
+                    _ => "sctp",
+                };
+                return Err(FlowError::new(
+                    *col,
+                    format!(
+                        "{name} needs a {} match: add `{sh}` (`{sh}6` for IPv6) to the rule",
+                        sh.to_uppercase()
+                    ),
+                ));
+            }
+        }
         for &(name, col) in &self.seen {
             let ok = match name {
                 "nw_src" | "nw_dst" => self.dl_type_is(&[ETH_TYPE_IP, ETH_TYPE_ARP, ETH_TYPE_RARP]),
@@ -812,7 +836,11 @@ fn parse_actions<P: PortNames + ?Sized>(
                     let table = if t.is_empty() {
                         None
                     } else {
-                        Some(num(t, (N_TABLES - 1) as u64, "a table number (0-254)")? as u8)
+                        Some(num(
+                            t,
+                            MAX_TABLE as u64,
+                            "a table number (0-253; OVS keeps 254 for itself)",
+                        )? as u8)
                     };
                     if in_port.is_none() && table.is_none() {
                         return Err(FlowError::new(
@@ -831,8 +859,8 @@ fn parse_actions<P: PortNames + ?Sized>(
             "goto_table" => {
                 let t = num(
                     need_arg("a table number")?,
-                    (N_TABLES - 1) as u64,
-                    "a table number (0-254)",
+                    MAX_TABLE as u64,
+                    "a table number (0-253; OVS keeps 254 for itself)",
                 )? as u8;
                 if t <= table {
                     return Err(FlowError::new(acol, format!("goto_table:{t} must go to a later table than this rule's table {table}")));
@@ -886,6 +914,7 @@ pub fn parse_flow<P: PortNames + ?Sized>(line: &str, ports: &P) -> Result<Rule, 
         ports,
         m: Match::ANY,
         seen: Vec::new(),
+        l4_need: Vec::new(),
     };
     for it in split_items(line, 0, act_word) {
         rule_item(&mut rule, &mut p, &it, false)?;
@@ -913,7 +942,10 @@ fn rule_item<P: PortNames + ?Sized>(
     match it.key {
         "table" => {
             p.note("table", it.col)?;
-            rule.table = num((N_TABLES - 1) as u64, "a table number (0-254)")? as u8;
+            rule.table = num(
+                MAX_TABLE as u64,
+                "a table number (0-253; OVS keeps 254 for itself)",
+            )? as u8;
         }
         "priority" => {
             p.note("priority", it.col)?;
@@ -960,6 +992,7 @@ pub fn parse_match_spec<P: PortNames + ?Sized>(
         ports,
         m: Match::ANY,
         seen: Vec::new(),
+        l4_need: Vec::new(),
     };
     let mut spec = MatchSpec {
         table: None,
@@ -1181,7 +1214,7 @@ mod tests {
     fn p(s: &str) -> Rule {
         match parse_flow(s, &()) {
             Ok(r) => r,
-            Err(e) => panic!("{}", e.render(s)),
+            Err(e) => panic!("{}\n{}", e.msg(), e.render(s)),
         }
     }
 
@@ -1270,6 +1303,16 @@ mod tests {
         assert_eq!(e.col(), 28);
         let e = err("in_port=1");
         assert!(e.msg().contains("actions"));
+        let e = err("udp,tcp_dst=53,actions=drop");
+        assert!(e.msg().contains("add `tcp`"), "{}", e.msg());
+        let e = err("dl_dst=+1:00:00:00:00:00,actions=drop");
+        assert_eq!(e.col(), 8);
+        let e = err("table=254,actions=drop");
+        assert!(e.msg().contains("0-253"), "{}", e.msg());
+        assert_eq!(
+            p("table=9,actions=drop").to_string(),
+            "table=9 actions=drop"
+        );
         let e = err("ip6,actions=drop");
         assert!(e.msg().contains("did you mean `ipv6`"), "{}", e.msg());
         let e = err("nw_dts=1.2.3.4,ip,actions=drop");

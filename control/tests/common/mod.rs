@@ -1,0 +1,306 @@
+//! Test topologies: network namespaces, veth pairs and a running xswd, all
+//! created by the test and removed when it ends (also when it fails).
+//! Addresses come from 198.18.0.0/15. Needs root, as CI has.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Network tests share two cores: one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    assert!(
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() } == 0,
+        "the fast-path tests need root (network namespaces, XDP, AF_XDP); CI runs them as root"
+    );
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(args: &[&str]) -> String {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+/// Runs a command and returns whether it succeeded (and its output).
+pub fn try_run(args: &[&str]) -> (bool, String) {
+    match Command::new(args[0]).args(&args[1..]).output() {
+        Ok(o) => (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))),
+        Err(e) => (false, e.to_string()),
+    }
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("xswt{}{}{tag}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+        run(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip ARGS` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut v = vec!["ip", "-n", &self.name];
+        v.extend_from_slice(args);
+        run(&v)
+    }
+
+    /// Runs a command inside the namespace.
+    pub fn exec(&self, args: &[&str]) -> (bool, String) {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        try_run(&v)
+    }
+
+    /// Pings `dst` `count` times (each waits at most 2 s); true if all answered.
+    pub fn ping(&self, dst: &str, count: u32, extra: &[&str]) -> (bool, String) {
+        let c = count.to_string();
+        let mut v = vec!["ping", "-n", "-c", &c, "-W", "2", "-i", "0.2"];
+        v.extend_from_slice(extra);
+        v.push(dst);
+        let (ok, out) = self.exec(&v);
+        (ok && out.contains(&format!("{count} received")), out)
+    }
+
+    /// Runs `f` on a thread inside the namespace (sockets it opens live there).
+    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+        let path = PathBuf::from("/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            // SAFETY: setns on a namespace file descriptor we hold open; it
+            // only changes this thread's network namespace.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+
+    /// Turns off tx checksum offload on `dev` (frames through AF_XDP carry
+    /// no offload state, so locally generated TCP must be checksummed).
+    pub fn no_tx_csum(&self, dev: &str) {
+        let _ = self.exec(&["ethtool", "-K", dev, "tx", "off"]);
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+/// A veth pair from `a` (named `an`) to `b` (named `bn`), both up.
+pub fn veth(a: &Netns, an: &str, b: &Netns, bn: &str, mtu: u32, queues: u32) {
+    let q = queues.to_string();
+    let tmp_a = format!("t{}a{}", std::process::id() % 10_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+    let tmp_b = format!("t{}b{}", std::process::id() % 10_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+    run(&[
+        "ip", "link", "add", &tmp_a, "numrxqueues", &q, "numtxqueues", &q, "type", "veth", "peer", "name", &tmp_b,
+        "numrxqueues", &q, "numtxqueues", &q,
+    ]);
+    run(&["ip", "link", "set", &tmp_a, "netns", &a.name, "name", an]);
+    run(&["ip", "link", "set", &tmp_b, "netns", &b.name, "name", bn]);
+    let m = mtu.to_string();
+    a.ip(&["link", "set", an, "mtu", &m, "up"]);
+    b.ip(&["link", "set", bn, "mtu", &m, "up"]);
+}
+
+/// A running xswd, stopped (SIGTERM, then waited for) on drop.
+pub struct Xswd {
+    child: Option<Child>,
+    pub log: std::sync::Arc<Mutex<String>>,
+    pub stats: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Xswd {
+    /// Starts xswd in `ns` with `config`; waits for "ready".
+    pub fn start(ns: &Netns, config: &str, flows: Option<&str>) -> Xswd {
+        let dir = std::env::temp_dir().join(format!("{}-xswd", ns.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        if let Some(f) = flows {
+            std::fs::write(dir.join("flows.txt"), f).expect("flows");
+        }
+        std::fs::write(dir.join("xswd.toml"), config).expect("config");
+        let stats = dir.join("stats.json");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_xswd"), "--config"])
+            .arg(dir.join("xswd.toml"))
+            .arg("--stats-file")
+            .arg(&stats)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn xswd");
+        let log = std::sync::Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().expect("stderr");
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.contains("ready") {
+                    let _ = tx.send(true);
+                }
+                if let Ok(mut g) = l2.lock() {
+                    g.push_str(&line);
+                    g.push('\n');
+                }
+            }
+            let _ = tx.send(false);
+        });
+        let ready = rx.recv_timeout(Duration::from_secs(20)).unwrap_or(false);
+        let mut x = Xswd {
+            child: Some(child),
+            log,
+            stats,
+            dir,
+        };
+        if !ready {
+            let log = x.stop();
+            panic!("xswd did not become ready:\n{log}");
+        }
+        x
+    }
+
+    /// Stops xswd and returns its log.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        self.log.lock().map(|g| g.clone()).unwrap_or_default()
+    }
+
+    /// The latest stats report (waits for a fresh one).
+    pub fn stats(&self) -> serde_json::Value {
+        let before = std::fs::metadata(&self.stats).and_then(|m| m.modified()).ok();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = std::fs::metadata(&self.stats).and_then(|m| m.modified()).ok();
+            if now.is_some() && now != before {
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&self.stats).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A port's entry in the stats report.
+    pub fn port(&self, bridge: usize, port: &str) -> serde_json::Value {
+        let s = self.stats();
+        s[bridge]["ports"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == port).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Xswd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Deterministic test data.
+pub fn data(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `payload` over TCP from namespace `a` to `addr` (a server in `b`)
+/// and returns what the server received.
+pub fn tcp_transfer(a: &Netns, b: &Netns, addr: SocketAddr, payload: Vec<u8>) -> Vec<u8> {
+    let server = b.spawn(move || {
+        let l = TcpListener::bind(addr).expect("bind");
+        l.set_nonblocking(false).expect("blocking");
+        let (mut s, _) = l.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got);
+        got
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let client = a.spawn(move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+        s.set_write_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.write_all(&payload).expect("send");
+    });
+    client.join().expect("client");
+    server.join().expect("server")
+}
+
+/// Sends `n` UDP datagrams from `a` to `addr` and counts what a receiver in
+/// `b` gets within a second of the last one.
+pub fn udp_count(a: &Netns, b: &Netns, addr: SocketAddr, n: usize) -> usize {
+    let rx = b.spawn(move || {
+        let s = UdpSocket::bind(addr).expect("bind");
+        s.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+        let mut buf = [0u8; 2048];
+        let mut got = 0;
+        while s.recv(&mut buf).is_ok() {
+            got += 1;
+        }
+        got
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    a.spawn(move || {
+        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        for i in 0..n {
+            let _ = s.send_to(&(i as u32).to_be_bytes(), addr);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .join()
+    .expect("sender");
+    rx.join().expect("receiver")
+}
