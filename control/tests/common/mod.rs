@@ -27,7 +27,10 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     assert!(
         out.status.success(),
         "{args:?} failed: {}{}",
@@ -40,7 +43,14 @@ pub fn run(args: &[&str]) -> String {
 /// Runs a command and returns whether it succeeded (and its output).
 pub fn try_run(args: &[&str]) -> (bool, String) {
     match Command::new(args[0]).args(&args[1..]).output() {
-        Ok(o) => (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))),
+        Ok(o) => (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        ),
         Err(e) => (false, e.to_string()),
     }
 }
@@ -52,7 +62,11 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        let name = format!("xswt{}{}{tag}", std::process::id() % 100_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "xswt{}{}{tag}",
+            std::process::id() % 100_000,
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         run(&["ip", "netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
@@ -84,10 +98,14 @@ impl Netns {
     }
 
     /// Runs `f` on a thread inside the namespace (sockets it opens live there).
-    pub fn spawn<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = PathBuf::from("/run/netns").join(&self.name);
         std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let file =
+                std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             // SAFETY: setns on a namespace file descriptor we hold open; it
             // only changes this thread's network namespace.
             let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
@@ -105,18 +123,43 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
 /// A veth pair from `a` (named `an`) to `b` (named `bn`), both up.
 pub fn veth(a: &Netns, an: &str, b: &Netns, bn: &str, mtu: u32, queues: u32) {
     let q = queues.to_string();
-    let tmp_a = format!("t{}a{}", std::process::id() % 10_000, COUNTER.fetch_add(1, Ordering::SeqCst));
-    let tmp_b = format!("t{}b{}", std::process::id() % 10_000, COUNTER.fetch_add(1, Ordering::SeqCst));
+    let tmp_a = format!(
+        "t{}a{}",
+        std::process::id() % 10_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let tmp_b = format!(
+        "t{}b{}",
+        std::process::id() % 10_000,
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
     run(&[
-        "ip", "link", "add", &tmp_a, "numrxqueues", &q, "numtxqueues", &q, "type", "veth", "peer", "name", &tmp_b,
-        "numrxqueues", &q, "numtxqueues", &q,
+        "ip",
+        "link",
+        "add",
+        &tmp_a,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &tmp_b,
+        "numrxqueues",
+        &q,
+        "numtxqueues",
+        &q,
     ]);
     run(&["ip", "link", "set", &tmp_a, "netns", &a.name, "name", an]);
     run(&["ip", "link", "set", &tmp_b, "netns", &b.name, "name", bn]);
@@ -145,7 +188,13 @@ impl Xswd {
         std::fs::write(dir.join("xswd.toml"), config).expect("config");
         let stats = dir.join("stats.json");
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, env!("CARGO_BIN_EXE_xswd"), "--config"])
+            .args([
+                "netns",
+                "exec",
+                &ns.name,
+                env!("CARGO_BIN_EXE_xswd"),
+                "--config",
+            ])
             .arg(dir.join("xswd.toml"))
             .arg("--stats-file")
             .arg(&stats)
@@ -211,10 +260,14 @@ impl Xswd {
 
     /// The latest stats report (waits for a fresh one).
     pub fn stats(&self) -> serde_json::Value {
-        let before = std::fs::metadata(&self.stats).and_then(|m| m.modified()).ok();
+        let before = std::fs::metadata(&self.stats)
+            .and_then(|m| m.modified())
+            .ok();
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let now = std::fs::metadata(&self.stats).and_then(|m| m.modified()).ok();
+            let now = std::fs::metadata(&self.stats)
+                .and_then(|m| m.modified())
+                .ok();
             if now.is_some() && now != before {
                 break;
             }
@@ -244,6 +297,152 @@ impl Drop for Xswd {
     }
 }
 
+/// A raw AF_PACKET socket on `dev` in namespace `ns`, for sending and
+/// receiving whole frames. The kernel moves a received frame's VLAN tag out
+/// of its bytes; `recv_until` puts it back from the packet's auxiliary data.
+pub struct RawSock {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl RawSock {
+    pub fn open(ns: &Netns, dev: &str) -> RawSock {
+        let dev = dev.to_string();
+        ns.spawn(move || {
+            let proto = (libc::ETH_P_ALL as u16).to_be() as i32;
+            // SAFETY: socket(2); the result is checked and then owned.
+            let fd = unsafe {
+                libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto)
+            };
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: a fresh descriptor we own.
+            let fd: std::os::fd::OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+            let name = std::ffi::CString::new(dev.clone()).expect("name");
+            // SAFETY: NUL-terminated name, read only.
+            let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            assert!(ifindex > 0, "no {dev}");
+            // SAFETY: sockaddr_ll is plain data; zeroed is valid.
+            let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sa.sll_family = libc::AF_PACKET as u16;
+            sa.sll_protocol = proto as u16;
+            sa.sll_ifindex = ifindex as i32;
+            // SAFETY: bind with a sockaddr_ll of the size we pass.
+            let r = unsafe {
+                libc::bind(
+                    fd.as_raw_fd(),
+                    &sa as *const libc::sockaddr_ll as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            assert_eq!(r, 0, "bind: {}", std::io::Error::last_os_error());
+            let one: libc::c_int = 1;
+            // SAFETY: PACKET_AUXDATA with an int of the size we pass.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_AUXDATA,
+                    &one as *const _ as *const libc::c_void,
+                    4,
+                );
+            }
+            let tv = libc::timeval {
+                tv_sec: 0,
+                tv_usec: 200_000,
+            };
+            // SAFETY: SO_RCVTIMEO with a timeval of the size we pass.
+            unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVTIMEO,
+                    &tv as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::timeval>() as u32,
+                );
+            }
+            RawSock { fd }
+        })
+        .join()
+        .expect("raw socket")
+    }
+
+    pub fn send(&self, frame: &[u8]) {
+        // SAFETY: `frame` is readable for its length during the call.
+        let r = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        assert!(r >= 0, "send: {}", std::io::Error::last_os_error());
+    }
+
+    /// Frames received until `deadline`, filtered by `want`; stops at the first match.
+    pub fn recv_until(&self, deadline: Instant, want: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; 9300];
+        let mut ctl = [0u64; 64];
+        while Instant::now() < deadline {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            // SAFETY: msghdr is plain data; zeroed is valid before we fill it.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = ctl.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&ctl);
+            // SAFETY: every buffer msg points at is ours and writable for the call.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
+            if n <= 0 {
+                continue;
+            }
+            let mut frame = buf[..n as usize].to_vec();
+            // SAFETY: walking the control messages the kernel wrote into
+            // `ctl`, with the libc macros, within msg_controllen.
+            unsafe {
+                let mut c = libc::CMSG_FIRSTHDR(&msg);
+                while !c.is_null() {
+                    if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA
+                    {
+                        let aux = &*(libc::CMSG_DATA(c) as *const libc::tpacket_auxdata);
+                        if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 && frame.len() >= 12 {
+                            let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                                aux.tp_vlan_tpid
+                            } else {
+                                0x8100
+                            };
+                            let mut tag = tpid.to_be_bytes().to_vec();
+                            tag.extend_from_slice(&aux.tp_vlan_tci.to_be_bytes());
+                            frame.splice(12..12, tag);
+                        }
+                    }
+                    c = libc::CMSG_NXTHDR(&msg, c);
+                }
+            }
+            if want(&frame) {
+                return Some(frame);
+            }
+        }
+        None
+    }
+}
+
+/// An ARP request (who-has `tpa`, tell `spa`) from `mac`, with an 802.1Q tag if `vlan`.
+pub fn arp_request(mac: [u8; 6], spa: [u8; 4], tpa: [u8; 4], vlan: Option<u16>) -> Vec<u8> {
+    let mut f = vec![0xffu8; 6];
+    f.extend_from_slice(&mac);
+    if let Some(v) = vlan {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&v.to_be_bytes());
+    }
+    f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&spa);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&tpa);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
 /// Deterministic test data.
 pub fn data(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
@@ -264,7 +463,8 @@ pub fn tcp_transfer(a: &Netns, b: &Netns, addr: SocketAddr, payload: Vec<u8>) ->
         let l = TcpListener::bind(addr).expect("bind");
         l.set_nonblocking(false).expect("blocking");
         let (mut s, _) = l.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
         let mut got = Vec::new();
         let _ = s.read_to_end(&mut got);
         got
@@ -272,7 +472,8 @@ pub fn tcp_transfer(a: &Netns, b: &Netns, addr: SocketAddr, payload: Vec<u8>) ->
     std::thread::sleep(Duration::from_millis(200));
     let client = a.spawn(move || {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-        s.set_write_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        s.set_write_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
         s.write_all(&payload).expect("send");
     });
     client.join().expect("client");
@@ -284,7 +485,8 @@ pub fn tcp_transfer(a: &Netns, b: &Netns, addr: SocketAddr, payload: Vec<u8>) ->
 pub fn udp_count(a: &Netns, b: &Netns, addr: SocketAddr, n: usize) -> usize {
     let rx = b.spawn(move || {
         let s = UdpSocket::bind(addr).expect("bind");
-        s.set_read_timeout(Some(Duration::from_millis(1500))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .expect("timeout");
         let mut buf = [0u8; 2048];
         let mut got = 0;
         while s.recv(&mut buf).is_ok() {
