@@ -8,7 +8,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential pkg-config clang llvm libbpf-dev libelf-dev zlib1g-dev m4 \
-    openvswitch-switch python3 iproute2 ethtool >/dev/null
+    openvswitch-switch python3 iproute2 ethtool iputils-ping iperf3 linux-libc-dev >/dev/null
 # The openvswitch-switch package may start the system OVS; the tests run
 # their own private instance and never touch it.
 command -v cargo >/dev/null || { echo "setup: cargo not found: install a Rust toolchain (rustup)" >&2; exit 1; }

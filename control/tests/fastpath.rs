@@ -501,6 +501,35 @@ fn an_internal_port_gives_the_host_an_address_on_the_bridge() {
 }
 
 #[test]
+fn a_stale_program_is_replaced_and_programs_are_detached_on_exit() {
+    let _g = serial();
+    let t = pair(1500, 1);
+    let mut x = Xswd::start(&t.s, TWO_PORTS, None);
+    assert!(t.a.ping("198.18.1.2", 2, &[]).0);
+    x.crash();
+    let link = t.s.ip(&["link", "show", "pa"]);
+    assert!(
+        link.contains("xdp"),
+        "after a crash the program stays attached: {link}"
+    );
+    // A new xswd takes over the interface despite the stale program.
+    let mut x = Xswd::start(&t.s, TWO_PORTS, None);
+    assert!(
+        t.a.ping("198.18.1.2", 3, &[]).0,
+        "switching after replacing a stale program"
+    );
+    let log = x.stop();
+    assert!(log.contains("XDP programs detached"), "{log}");
+    for dev in ["pa", "pb"] {
+        let link = t.s.ip(&["link", "show", dev]);
+        assert!(
+            !link.contains("xdp"),
+            "{dev} still has an XDP program after a clean stop: {link}"
+        );
+    }
+}
+
+#[test]
 fn startup_errors_say_what_to_do() {
     let _g = serial();
     let s = Netns::new("s");

@@ -310,7 +310,7 @@ impl Engine {
         Ok(Engine {
             bridges,
             clock: SystemClock,
-            spin: 200,
+            spin: 2_000,
             max_sleep: Duration::from_millis(200),
         })
     }

@@ -234,6 +234,18 @@ impl Xswd {
         x
     }
 
+    /// Kills xswd with SIGKILL, as a crash would (its XDP programs stay).
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the PID of a child we spawned and have not
+            // reaped. `ip netns exec` execs xswd, so this is xswd itself.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGKILL);
+            }
+            let _ = c.wait();
+        }
+    }
+
     /// Stops xswd and returns its log.
     pub fn stop(&mut self) -> String {
         if let Some(mut c) = self.child.take() {

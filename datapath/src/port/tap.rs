@@ -104,7 +104,7 @@ impl Port for TapPort {
         port_index: u16,
         clock: &dyn Clock,
     ) -> Result<usize, PortError> {
-        let now = clock.now();
+        let mut now = None;
         let mut n = 0;
         while let Some(slot) = batch.next_slot() {
             let buf = slot.fill_with(MAX_FRAME);
@@ -124,7 +124,7 @@ impl Port for TapPort {
             slot.truncate(r as usize);
             slot.meta = PacketMeta {
                 port: port_index,
-                ts: now,
+                ts: *now.get_or_insert_with(|| clock.now()),
                 queue: 0,
             };
             batch.commit();
