@@ -224,8 +224,10 @@ pub fn xdp_rules_for(pipe: &Pipeline, ofport: u16) -> Vec<(u32, XdpRule)> {
 pub struct Engine {
     bridges: Vec<Bridge>,
     clock: SystemClock,
-    /// Spin passes before sleeping.
-    pub spin: u32,
+    /// How long to keep polling after the last frame before sleeping: traffic
+    /// that pauses for less than this (a ping every few milliseconds) never
+    /// waits for a wakeup; an idle switch sleeps.
+    pub spin_for: Duration,
     /// Longest sleep when idle.
     pub max_sleep: Duration,
 }
@@ -310,7 +312,7 @@ impl Engine {
         Ok(Engine {
             bridges,
             clock: SystemClock,
-            spin: 2_000,
+            spin_for: Duration::from_millis(20),
             max_sleep: Duration::from_millis(200),
         })
     }
@@ -341,25 +343,34 @@ impl Engine {
     /// Runs until `stop` is set, calling `tick` about once a second (after
     /// housekeeping) and once more at the end.
     pub fn run_with<F: FnMut(&Engine)>(&mut self, stop: &AtomicBool, mut tick: F) {
-        let mut idle = 0u32;
+        let mut passes = 0u32;
+        let mut busy = false;
         let mut last_check = Instant::now();
+        let mut last_busy = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let n = self.poll_once();
-            if last_check.elapsed() >= Duration::from_secs(1) {
-                self.housekeeping();
-                tick(self);
-                last_check = Instant::now();
-            }
-            if n > 0 {
-                idle = 0;
-                continue;
-            }
-            idle += 1;
-            if idle < self.spin {
+            busy |= self.poll_once() > 0;
+            passes += 1;
+            // Look at the clock every 64 passes only.
+            if passes % 64 != 0 {
                 std::hint::spin_loop();
                 continue;
             }
-            self.sleep(self.max_sleep);
+            let now = Instant::now();
+            if busy {
+                last_busy = now;
+                busy = false;
+            }
+            if now.duration_since(last_check) >= Duration::from_secs(1) {
+                self.housekeeping();
+                tick(self);
+                last_check = now;
+            }
+            if now.duration_since(last_busy) >= self.spin_for {
+                self.sleep(self.max_sleep);
+                last_busy = Instant::now()
+                    .checked_sub(self.spin_for)
+                    .unwrap_or(last_busy);
+            }
         }
         self.housekeeping();
         tick(self);
