@@ -79,7 +79,7 @@ fn ping_and_tcp_between_namespaces() {
         "{pa}"
     );
     assert!(
-        pa["backend"]["xdp"][2].as_u64().unwrap_or(0) > 1000,
+        pa["backend"]["xdp"]["redirect"].as_u64().unwrap_or(0) > 1000,
         "frames redirected by XDP: {pa}"
     );
     assert!(
@@ -385,7 +385,7 @@ fn host_traffic_on_a_port_still_reaches_the_host() {
     assert!(t.a.ping("198.18.1.2", 3, &[]).0, "and switching goes on");
     let pa = x.port(0, "a");
     assert!(
-        pa["backend"]["xdp"][0].as_u64().unwrap_or(0) >= 3,
+        pa["backend"]["xdp"]["pass_host"].as_u64().unwrap_or(0) >= 3,
         "XDP passed host traffic: {pa}"
     );
 }
@@ -414,7 +414,7 @@ fn a_drop_rule_is_enforced_in_xdp() {
     );
     std::thread::sleep(Duration::from_millis(1200));
     let after = x.port(0, "a");
-    let xdp_drops = after["backend"]["xdp"][1].as_u64().unwrap_or(0);
+    let xdp_drops = after["backend"]["xdp"]["drop_rule"].as_u64().unwrap_or(0);
     assert!(xdp_drops >= 200, "XDP drop counter: {after}");
     let rx1 = after["stats"]["rx_packets"].as_u64().unwrap_or(0);
     assert!(

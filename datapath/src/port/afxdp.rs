@@ -374,15 +374,20 @@ impl AfXdpPort {
     }
 
     fn refresh_stats(&mut self) {
+        // Each socket has its own kernel counters: the port's are the sums.
+        let (mut dropped, mut full, mut empty) = (0, 0, 0);
         for q in &self.queues {
             if let Ok(s) = q.rx.fd().xdp_statistics() {
-                self.stats.kernel_rx_dropped = s.rx_dropped();
-                self.stats.kernel_rx_ring_full = s.rx_ring_full();
-                self.stats.kernel_fill_empty = s.rx_fill_ring_empty_descs();
+                dropped += s.rx_dropped();
+                full += s.rx_ring_full();
+                empty += s.rx_fill_ring_empty_descs();
             }
         }
+        self.stats.kernel_rx_dropped = dropped;
+        self.stats.kernel_rx_ring_full = full;
+        self.stats.kernel_fill_empty = empty;
         if let Ok(v) = self.xdp.verdicts() {
-            self.stats.xdp = v;
+            self.stats.xdp = v.into();
         }
     }
 }

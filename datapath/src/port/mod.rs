@@ -48,9 +48,35 @@ pub struct BackendStats {
     pub kernel_rx_ring_full: u64,
     /// AF_XDP: times the fill ring was empty.
     pub kernel_fill_empty: u64,
-    /// XDP program verdicts: pass to host, drop by rule, redirect, no
-    /// socket, disabled (see `xsw_ebpf::Verdict`).
-    pub xdp: [u64; 5],
+    /// What the port's XDP program did with received frames.
+    pub xdp: XdpVerdicts,
+}
+
+/// Frames per verdict of a port's XDP program (see `xsw_ebpf::Verdict`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct XdpVerdicts {
+    /// Passed to the host stack: the host's own traffic.
+    pub pass_host: u64,
+    /// Dropped in the kernel by a flow rule pushed into the program.
+    pub drop_rule: u64,
+    /// Redirected to the switch's AF_XDP socket.
+    pub redirect: u64,
+    /// Dropped: no socket was bound on the frame's rx queue.
+    pub no_socket: u64,
+    /// Passed because the port was not configured yet.
+    pub disabled: u64,
+}
+
+impl From<[u64; 5]> for XdpVerdicts {
+    fn from(v: [u64; 5]) -> Self {
+        XdpVerdicts {
+            pass_host: v[0],
+            drop_rule: v[1],
+            redirect: v[2],
+            no_socket: v[3],
+            disabled: v[4],
+        }
+    }
 }
 
 /// A source and sink of Ethernet frames.
