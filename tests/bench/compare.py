@@ -31,7 +31,7 @@ Run (root; needs iperf3 and openvswitch-switch, installed by
 tests/setup-debian.sh; tcpreplay is used when present; xswd must already be
 built: cargo build --release -p xsw-control --bin xswd):
 
-    /usr/bin/python3 tests/bench/compare.py                 # all three, ~2 min
+    /usr/bin/python3 tests/bench/compare.py                 # all three, ~75 s
     /usr/bin/python3 tests/bench/compare.py --duration 2 --pings 100 --only xsw
     /usr/bin/python3 tests/bench/compare.py --json /tmp/bench.json
 
@@ -48,7 +48,6 @@ switch share the cores (OVS's PMD thread busy-polls one core by itself).
 """
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -71,8 +70,8 @@ IPERF_PORT = 5201
 T0 = time.monotonic()
 
 
-class Interrupted(Exception):
-    pass
+class Interrupted(BaseException):
+    """SIGINT/SIGTERM/SIGHUP: stop measuring, clean up (not caught as an error)."""
 
 
 class Fail(Exception):
@@ -91,24 +90,26 @@ class _Sig:
 def on_signal(signum, _frame):
     name = signal.Signals(signum).name
     if _Sig.deferring:
-        _Sig.pending = name
+        _Sig.pending = _Sig.pending or name
         log(f"{name}: finishing cleanup first")
         return
     raise Interrupted(name)
 
 
-@contextlib.contextmanager
-def signals_deferred():
+class signals_deferred:
     """Cleanup that a Ctrl-C must not cut short; the signal acts afterwards."""
-    outer = _Sig.deferring
-    _Sig.deferring = True
-    try:
-        yield
-    finally:
-        _Sig.deferring = outer
-        if not outer and _Sig.pending:
+
+    def __enter__(self):
+        self.outer = _Sig.deferring
+        _Sig.deferring = True
+
+    def __exit__(self, exc_type, exc, tb):
+        _Sig.deferring = self.outer
+        if not self.outer and _Sig.pending:
             name, _Sig.pending = _Sig.pending, None
-            raise Interrupted(name)
+            if exc_type is None:  # else: already on the way out
+                raise Interrupted(name)
+        return False
 
 
 # ---------------------------------------------------------------- processes
@@ -136,7 +137,7 @@ class Procs:
             try:
                 p.wait(timeout=wait)
             except subprocess.TimeoutExpired:
-                log(f"pid {p.pid} ({Path(p.args[0]).name}...) ignored {sig.name}; SIGKILL")
+                log(f"pid {p.pid} ({' '.join(map(str, p.args[:6]))}) ignored {sig.name}; SIGKILL")
                 try:
                     os.kill(p.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -154,6 +155,7 @@ class Procs:
 
 
 PROCS = Procs()
+KEPT = []  # namespaces left by --keep
 
 
 def run(cmd, timeout=30, check=True, env=None):
@@ -287,6 +289,9 @@ class Bridge:
     def explain(self):
         return ""
 
+    def alive(self):
+        return True
+
     def info(self):
         return {}
 
@@ -296,24 +301,32 @@ class Ovs:
 
     def __init__(self, topo, work, args):
         self.t = topo
-        self.dir = work / "ovs"
+        self.work = work
         self.db = None
         self.vsd = None
         self.pid = None
         self.notes = []
         self.modes = {}
-        self.env = dict(os.environ, OVS_RUNDIR=str(self.dir), OVS_DBDIR=str(self.dir),
-                        OVS_LOGDIR=str(self.dir), OVS_SYSCONFDIR=str(self.dir),
-                        OVS_PKGDATADIR="/usr/share/openvswitch")
-        self.sock = f"unix:{self.dir}/db.sock"
+        self.modes_by_mtu = {}
+        self.logdirs = []
+        self.set_dir(work / "run")
+
+    def set_dir(self, d):
+        """A fresh OVS instance's private db, sockets, pid and log files."""
+        self.dir = d
+        self.env = dict(os.environ, OVS_RUNDIR=str(d), OVS_DBDIR=str(d), OVS_LOGDIR=str(d),
+                        OVS_SYSCONFDIR=str(d), OVS_PKGDATADIR="/usr/share/openvswitch")
+        self.sock = f"unix:{d}/db.sock"
 
     def vsctl(self, *a, timeout=30, check=True):
         return run(["ovs-vsctl", f"--db={self.sock}", f"--timeout={timeout}", *a],
                    timeout=timeout + 5, env=self.env, check=check)
 
     def start(self, mtu):
+        self.set_dir(self.work / f"ovs-mtu{mtu}")
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
+        self.logdirs.append(str(self.dir))
         d = self.dir
         run(["ovsdb-tool", "create", f"{d}/conf.db", OVS_SCHEMA], env=self.env)
         self.db = PROCS.start(
@@ -348,6 +361,7 @@ class Ovs:
             elif got != str(mtu):
                 problems.append(f"port {p}: mtu {got} (asked {mtu})")
         self.modes = self.xdp_modes()
+        self.modes_by_mtu[mtu] = self.modes
         log(f"ovs: XDP modes {self.modes or '?'}")
         if problems:
             raise Fail("; ".join(problems))
@@ -397,7 +411,10 @@ class Ovs:
         self.vsd = self.db = None
 
     def info(self):
-        return {"xdp_modes": self.modes, "logdir": str(self.dir)}
+        return {"xdp_modes": self.modes_by_mtu, "dirs": self.logdirs}
+
+    def alive(self):
+        return self.vsd is not None and self.vsd.poll() is None
 
 
 class Xsw:
@@ -449,8 +466,10 @@ class Xsw:
         threading.Thread(target=self._reader, args=(self.proc.stderr, self.log_lines),
                          daemon=True).start()
         if not self.ready.wait(20) or self.proc.poll() is not None:
-            PROCS.stop(self.proc)
-            raise Fail("xswd did not become ready: " + " / ".join(self.log_lines[-5:]))
+            rc = PROCS.stop(self.proc)
+            self.proc = None
+            raise Fail(f"xswd did not become ready (exit status {rc}): "
+                       + " / ".join(self.log_lines[-5:]))
         for ln in self.log_lines:
             if "port" in ln and "afxdp" in ln:
                 log("xsw: " + ln.split("INFO", 1)[-1].strip())
@@ -461,17 +480,15 @@ class Xsw:
         rc = PROCS.stop(self.proc, signal.SIGTERM, wait=10)
         time.sleep(0.2)
         if rc not in (0, None):
-            self.notes.append(f"xswd exited with status {rc}")
+            self.note(f"xswd exited with status {rc} (MTU {self.mtu} run)")
         if not any("XDP programs detached" in ln for ln in self.log_lines):
-            self.notes.append("xswd did not log 'XDP programs detached' on SIGTERM")
+            self.note("xswd did not log 'XDP programs detached' on SIGTERM")
         left = self.t.xdp_attached()
         if left:
-            self.notes.append(f"XDP program still attached to {','.join(left)} after xswd exit")
+            self.note(f"XDP program still attached to {','.join(left)} after xswd exit")
         for ln in self.log_lines:
             if re.search(r"\b(WARN|ERROR)\b", ln) or "panicked" in ln:
-                note = "xswd log: " + ln.strip()[-200:]
-                if note not in self.notes:
-                    self.notes.append(note)
+                self.note("xswd log: " + ln.strip()[-200:])
         try:
             self.stats[f"mtu{self.mtu}"] = json.loads(self.statsfile.read_text())
         except (OSError, ValueError):
@@ -480,6 +497,13 @@ class Xsw:
 
     def info(self):
         return {"xswd": str(self.xswd), "log": self.log_lines[-40:], "stats_at_exit": self.stats}
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def note(self, text):
+        if text not in self.notes:
+            self.notes.append(text)
 
     def explain(self):
         tail = [ln for ln in self.log_lines if re.search(r"\b(WARN|ERROR)\b", ln)]
@@ -558,10 +582,10 @@ def measure_ping(t, count, interval):
             "sent": count, "received": len(rtts)}
 
 
-def iperf_server(t, dur):
+def iperf_server(t):
     """A one-shot iperf3 server in B; returns once it listens."""
-    p = PROCS.start(t.ns_exec(t.b, "iperf3", "-s", "-1", "-p", str(IPERF_PORT), "-J"),
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = PROCS.start(t.ns_exec(t.b, "iperf3", "-s", "-1", "-p", str(IPERF_PORT)),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         r = run(t.ns_exec(t.b, "ss", "-Hltnu", "sport", "=", f":{IPERF_PORT}"),
@@ -576,7 +600,7 @@ def iperf_server(t, dur):
 
 
 def iperf_client(t, dur, extra):
-    srv = iperf_server(t, dur)
+    srv = iperf_server(t)
     try:
         r = run(t.ns_exec(t.a, "iperf3", "-c", IP_B, "-p", str(IPERF_PORT), "-t", str(dur),
                           "-J", "--connect-timeout", "3000", *extra),
@@ -692,9 +716,10 @@ def attempt(cells, key, fn, *a):
     """Runs one measurement; records its result or its failure in `cells`."""
     try:
         cells[key] = fn(*a)
-    except Fail as e:
-        log(f"  {key}: fail: {e}")
-        cells[key] = {"fail": str(e)}
+    except (Fail, OSError, KeyError, ValueError, TypeError, ZeroDivisionError) as e:
+        why = str(e) if isinstance(e, Fail) else f"{type(e).__name__}: {e}"
+        log(f"  {key}: fail: {why}")
+        cells[key] = {"fail": why}
 
 
 def bench_switch(kind, args, work):
@@ -706,11 +731,11 @@ def bench_switch(kind, args, work):
     try:
         t.create()
         for mtu in (1500, 9000):
-            t.set_mtu(mtu)
             keys = ["tcp1500", "idle_cpu", "ping", "udp"] if mtu == 1500 else ["tcp9000"]
             if args.skip_udp and "udp" in keys:
                 keys.remove("udp")
             try:
+                t.set_mtu(mtu)
                 log(f"{kind}: start (MTU {mtu})")
                 sw.start(mtu)
                 wait_connectivity(t, mtu)
@@ -728,6 +753,9 @@ def bench_switch(kind, args, work):
                 attempt(cells, "idle_cpu", measure_idle_cpu, sw, args.idle_seconds)
                 log(f"{kind}: ping x{args.pings} every {args.ping_interval}s")
                 attempt(cells, "ping", measure_ping, t, args.pings, args.ping_interval)
+                pg = cells["ping"]
+                if "fail" not in pg and pg["received"] < pg["sent"]:
+                    sw.notes.append(f"ping: {pg['sent'] - pg['received']} of {pg['sent']} lost")
             log(f"{kind}: TCP MTU {mtu}, {args.duration}s")
             attempt(cells, f"tcp{mtu}", measure_tcp, t, sw, args.duration)
             if "udp" in keys:
@@ -736,8 +764,8 @@ def bench_switch(kind, args, work):
                     attempt(cells, "udp", measure_udp_tcpreplay, t, sw, args.duration, work)
                 else:
                     attempt(cells, "udp", measure_udp_iperf, t, sw, args.duration)
-            if sw.pid is not None and Path(f"/proc/{sw.pid}").exists() is False:
-                sw.notes.append(f"{kind} process died during the MTU {mtu} runs")
+            if not sw.alive():
+                sw.notes.append(f"the {kind} process died during the MTU {mtu} runs")
             log(f"{kind}: stop")
             sw.stop()
             t.detach_xdp()
@@ -748,6 +776,7 @@ def bench_switch(kind, args, work):
             except Fail as e:
                 log(f"{kind}: stop: {e}")
             if args.keep:
+                KEPT.extend(t.created)
                 log(f"{kind}: --keep: leaving namespaces {t.a} {t.b} {t.s}")
             else:
                 t.destroy()
@@ -822,9 +851,39 @@ def table(results, order):
     for r in rows:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
                                enumerate(zip(r, widths))))
+    if ratio_cols:
+        lines.append("ratios: switch / bridge (throughput: higher is better; latency: lower is "
+                     "better). UDP offered is what the generator reached next to that switch.")
     for i, n in enumerate(notes):
         lines.append(f"[{i + 1}] {n}")
     return "\n".join(lines)
+
+
+def loss_notes(results, raw, order):
+    """Where the 64-byte UDP frames were lost, from the counters."""
+    lines = []
+    for k in order:
+        u = results.get(k, {}).get("udp")
+        if not u or "fail" in u:
+            continue
+        lost = u["sent"] - u["delivered"]
+        moved = [f"{dev} {name}={v}" for dev, c in u.get("veth_counters", {}).items()
+                 for name, v in c.items() if v and name.endswith(("dropped", "errors"))]
+        line = (f"UDP loss ({k}): {lost} of {u['sent']} frames; veth drop counters: "
+                + (", ".join(moved) or "none moved"))
+        stats = raw.get(k, {}).get("stats_at_exit", {}).get("mtu1500")
+        if stats:
+            bad = []
+            for br in stats:
+                for port in br.get("ports", []):
+                    be = port.get("backend", {})
+                    bad += [f"port {port['name']} {n}={v}" for n, v in be.items()
+                            if isinstance(v, int) and v]
+                    bad += [f"port {port['name']} drop {n}={v}"
+                            for n, v in port.get("stats", {}).get("drops", {}).items() if v]
+            line += ("; xswd counters (whole MTU 1500 run): " + (", ".join(bad) or "none"))
+        lines.append(line)
+    return lines
 
 
 def parse_args():
@@ -897,9 +956,9 @@ def env_info(args):
 def main():
     args = parse_args()
     preflight(args)
+    work = Path(tempfile.mkdtemp(prefix=f"xcmp-{os.getpid()}-", dir="/tmp"))
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, on_signal)
-    work = Path(tempfile.mkdtemp(prefix=f"xcmp-{os.getpid()}-", dir="/tmp"))
     results, raw = {}, {}
     rc = 0
     try:
@@ -926,6 +985,8 @@ def main():
         print(f"\nxsw benchmark: {info['kernel']}, {info['cpus']} CPUs, {args.duration}s per "
               f"traffic run, {args.pings} pings, UDP generator {args.udp_gen}")
         print(table(results, args.only))
+        for line in loss_notes(results, raw, args.only):
+            print(line)
         notes = [(k, n) for k in args.only for n in raw.get(k, {}).get("notes", [])]
         for k, n in notes:
             print(f"note ({k}): {n}")
@@ -943,7 +1004,8 @@ def main():
         _Sig.deferring = True
         PROCS.stop_all()
         if args.keep:
-            log(f"--keep: work dir {work} left; remove namespaces with: ip netns del NAME")
+            log(f"--keep: work dir {work} left; remove everything with: "
+                f"for n in {' '.join(KEPT)}; do ip netns del $n; done; rm -r {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
     return rc
