@@ -344,32 +344,36 @@ impl Engine {
     /// housekeeping) and once more at the end.
     pub fn run_with<F: FnMut(&Engine)>(&mut self, stop: &AtomicBool, mut tick: F) {
         let mut passes = 0u32;
-        let mut busy = false;
         let mut last_check = Instant::now();
-        let mut last_busy = Instant::now();
+        // When the rings were last seen empty after traffic; None while busy.
+        let mut idle_since: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
-            busy |= self.poll_once() > 0;
-            passes += 1;
-            // Look at the clock every 64 passes only.
-            if passes % 64 != 0 {
-                std::hint::spin_loop();
-                continue;
+            let got = self.poll_once();
+            passes = passes.wrapping_add(1);
+            if got > 0 {
+                idle_since = None;
+                // Under load, look at the clock every 64 passes only.
+                if passes % 64 != 0 {
+                    continue;
+                }
             }
             let now = Instant::now();
-            if busy {
-                last_busy = now;
-                busy = false;
-            }
             if now.duration_since(last_check) >= Duration::from_secs(1) {
                 self.housekeeping();
                 tick(self);
                 last_check = now;
             }
-            if now.duration_since(last_busy) >= self.spin_for {
+            if got > 0 || self.bridges.iter().any(Bridge::tx_pending) {
+                continue;
+            }
+            let since = *idle_since.get_or_insert(now);
+            if now.duration_since(since) >= self.spin_for {
                 self.sleep(self.max_sleep);
-                last_busy = Instant::now()
-                    .checked_sub(self.spin_for)
-                    .unwrap_or(last_busy);
+                // Woken by traffic (or the timeout): poll again, and sleep
+                // again at once if that finds nothing.
+                idle_since = Instant::now().checked_sub(self.spin_for);
+            } else {
+                std::hint::spin_loop();
             }
         }
         self.housekeeping();
@@ -463,7 +467,17 @@ impl Bridge {
                 .process(&mut self.batch, &mut crate::trace::NoTrace);
             self.flush();
         }
+        // Frames a full tx ring refused last time go out before anything
+        // sleeps.
+        if total == 0 && self.tx_pending() {
+            self.flush();
+        }
         total
+    }
+
+    /// True when some port holds frames its device did not accept yet.
+    fn tx_pending(&self) -> bool {
+        (0..self.ports.len()).any(|k| self.pipe.egress_len(k as u16) > 0)
     }
 
     fn flush(&mut self) {

@@ -22,7 +22,9 @@ Measurements (per switch):
   * 64-byte UDP: 60-byte frames (64 on the wire with FCS) sent as fast as the
     generator can: tcpreplay (looping a preloaded pcap) when installed, else
     iperf3 -u -b 0 -l 18. Offered pps, delivered pps (counted at B's eth0)
-    and loss %.
+    and loss %. Then the same at a fixed rate every switch's generator can
+    reach (--udp-rate, default 150000 pps; tcpreplay only), for loss at
+    equal load.
   * Ping A->B latency p50 / p99 in microseconds (ping -i 0.005).
   * The switch process's CPU use while idle (utime+stime from /proc/PID/stat
     over a few seconds, % of one core); the bridge is in the kernel: 0.
@@ -424,6 +426,7 @@ class Xsw:
         self.t = topo
         self.work = work
         self.xswd = args.xswd_run
+        self.extra = list(args.xswd_arg or [])
         self.proc = None
         self.pid = None
         self.log_lines = []
@@ -459,7 +462,7 @@ class Xsw:
         self.ready = threading.Event()
         self.proc = PROCS.start(
             self.t.ns_exec(self.t.s, str(self.xswd), "--config", str(cfg),
-                           "--stats-file", str(self.statsfile)),
+                           "--stats-file", str(self.statsfile), *self.extra),
             env=dict(os.environ, NO_COLOR="1"), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, errors="replace")
         self.pid = self.proc.pid
@@ -657,12 +660,14 @@ def udp_pcap(path, dst_mac, src_mac, copies=1000):
             f.write(struct.pack("<IIII", 0, i, len(frame), len(frame)) + frame)
 
 
-def measure_udp_tcpreplay(t, sw, dur, work):
+def measure_udp_tcpreplay(t, sw, dur, work, pps=None):
+    """64-byte UDP from A to B: as fast as tcpreplay can, or at `pps`."""
     pcap = work / "udp64.pcap"
     udp_pcap(pcap, t.mac(t.b), t.mac(t.a))
     c0 = t.counters()
     cpu = CpuMeter(sw)
-    r = run(t.ns_exec(t.a, "tcpreplay", "-i", "eth0", "-t", "-K", "--loop=0",
+    rate = [f"--pps={pps}"] if pps else ["-t"]
+    r = run(t.ns_exec(t.a, "tcpreplay", "-i", "eth0", *rate, "-K", "--loop=0",
                       f"--duration={dur}", str(pcap)), timeout=dur + 30, check=False)
     sw_cpu = cpu.done()
     time.sleep(0.5)  # let the switch drain
@@ -706,6 +711,8 @@ METRICS = [
     ("udp_offered", "UDP 64B offered (kpps)", "{:.0f}"),
     ("udp_delivered", "UDP 64B delivered (kpps)", "{:.0f}"),
     ("udp_loss", "UDP 64B loss (%)", "{:.2f}"),
+    ("udpfix_delivered", "UDP 64B fixed rate: delivered (kpps)", "{:.0f}"),
+    ("udpfix_loss", "UDP 64B fixed rate: loss (%)", "{:.3f}"),
     ("ping_p50", "ping p50 (us)", "{:.0f}"),
     ("ping_p99", "ping p99 (us)", "{:.0f}"),
     ("idle_cpu", "idle CPU (% of a core)", "{:.1f}"),
@@ -762,6 +769,9 @@ def bench_switch(kind, args, work):
                 log(f"{kind}: UDP 64B ({args.udp_gen}), {args.duration}s")
                 if args.udp_gen == "tcpreplay":
                     attempt(cells, "udp", measure_udp_tcpreplay, t, sw, args.duration, work)
+                    log(f"{kind}: UDP 64B at {args.udp_rate} pps, {args.duration}s")
+                    attempt(cells, "udpfix", measure_udp_tcpreplay, t, sw, args.duration, work,
+                            args.udp_rate)
                 else:
                     attempt(cells, "udp", measure_udp_iperf, t, sw, args.duration)
             if not sw.alive():
@@ -805,6 +815,8 @@ def flatten(cells):
     out["udp_offered"] = get("udp", "offered_pps", 1e-3)
     out["udp_delivered"] = get("udp", "delivered_pps", 1e-3)
     out["udp_loss"] = get("udp", "loss_pct")
+    out["udpfix_delivered"] = get("udpfix", "delivered_pps", 1e-3)
+    out["udpfix_loss"] = get("udpfix", "loss_pct")
     out["ping_p50"] = get("ping", "p50")
     out["ping_p99"] = get("ping", "p99")
     out["idle_cpu"] = get("idle_cpu", "value")
@@ -839,7 +851,7 @@ def table(results, order):
         for r in ratio_cols:
             a, b = flat[r][key], flat["bridge"][key]
             if isinstance(a, float) and isinstance(b, float) and b > 0 and key not in (
-                    "udp_loss", "idle_cpu"):
+                    "udp_loss", "udpfix_loss", "idle_cpu"):
                 row.append(f"{a / b:.2f}x")
             else:
                 row.append("-")
@@ -853,7 +865,8 @@ def table(results, order):
                                enumerate(zip(r, widths))))
     if ratio_cols:
         lines.append("ratios: switch / bridge (throughput: higher is better; latency: lower is "
-                     "better). UDP offered is what the generator reached next to that switch.")
+                     "better). UDP offered is what the generator reached next to that switch;"
+                     " the fixed-rate run offers every switch the same rate (--udp-rate).")
     for i, n in enumerate(notes):
         lines.append(f"[{i + 1}] {n}")
     return "\n".join(lines)
@@ -900,6 +913,11 @@ def parse_args():
     ap.add_argument("--udp-gen", choices=("auto", "tcpreplay", "iperf3"), default="auto",
                     help="64-byte UDP generator (auto: tcpreplay if installed, else iperf3)")
     ap.add_argument("--xswd", type=Path, default=DEFAULT_XSWD, help=f"xswd binary ({DEFAULT_XSWD})")
+    ap.add_argument("--udp-rate", type=int, default=150000, metavar="PPS",
+                    help="rate of the fixed-rate 64-byte UDP run, packets/s (default 150000; "
+                         "tcpreplay only)")
+    ap.add_argument("--xswd-arg", action="append", metavar="ARG",
+                    help="extra argument for xswd (repeatable), e.g. --xswd-arg=--busy-poll-us=0")
     ap.add_argument("--json", type=Path, help="write all raw numbers to this file")
     ap.add_argument("--keep", action="store_true",
                     help="leave the namespaces and the work dir (logs, configs) for debugging")

@@ -30,6 +30,12 @@ struct Args {
     /// every second and at exit.
     #[arg(long)]
     stats_file: Option<PathBuf>,
+    /// Keep polling the rings for this many microseconds after the last
+    /// frame before sleeping until traffic wakes the switch. Longer keeps
+    /// latency low for traffic with short gaps; shorter leaves the CPU to
+    /// other work sooner. An idle switch sleeps either way.
+    #[arg(long, value_name = "USEC", default_value_t = 20_000)]
+    busy_poll_us: u64,
 }
 
 fn write_stats(path: &PathBuf, engine: &Engine) {
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    engine.spin_for = std::time::Duration::from_micros(args.busy_poll_us);
     for line in engine.describe() {
         tracing::info!("{line}");
     }
