@@ -25,11 +25,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use xsw_datapath::engine::{BridgeDef, PortDef, PortKind};
 use xsw_datapath::error::Error;
-use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
-use xsw_datapath::vlan::{PortVlan, VlanMode};
-use xsw_ebpf::AttachMode;
+
+use crate::spec::{BridgeSpec, PortSpec};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,47 +47,7 @@ struct BridgeFile {
     #[serde(default)]
     mac_table_size: Option<usize>,
     #[serde(default)]
-    port: Vec<toml::Spanned<PortFile>>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum PortType {
-    Afxdp,
-    Internal,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum XdpModeFile {
-    Native,
-    Generic,
-    Auto,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PortFile {
-    name: String,
-    ofport: u16,
-    #[serde(default)]
-    interface: Option<String>,
-    #[serde(default, rename = "type")]
-    kind: Option<PortType>,
-    #[serde(default)]
-    vlan_mode: Option<VlanMode>,
-    #[serde(default)]
-    tag: Option<u16>,
-    #[serde(default)]
-    trunks: Option<Vec<u16>>,
-    #[serde(default)]
-    mtu: Option<u32>,
-    #[serde(default)]
-    host_pass: Option<bool>,
-    #[serde(default)]
-    xdp_mode: Option<XdpModeFile>,
-    #[serde(default)]
-    zero_copy: Option<bool>,
+    port: Vec<toml::Spanned<PortSpec>>,
 }
 
 fn line_col(text: &str, byte: usize) -> (usize, usize) {
@@ -101,14 +59,15 @@ fn line_col(text: &str, byte: usize) -> (usize, usize) {
 }
 
 /// Reads and checks a configuration file.
-pub fn load(path: &Path) -> Result<Vec<BridgeDef>, Error> {
+pub fn load(path: &Path) -> Result<Vec<BridgeSpec>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     parse(&text, path)
 }
 
 /// Parses configuration `text` (read from `path`, for messages and for
-/// finding flows files relative to it).
-pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeDef>, Error> {
+/// finding flows files relative to it). Everything is checked: ports,
+/// VLANs, numbers, interfaces, and every rule of the flows files.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeSpec>, Error> {
     let err = |span: Option<std::ops::Range<usize>>, msg: String| {
         let (line, col) = span.map_or((1, 1), |s| line_col(text, s.start));
         Error::Config {
@@ -135,117 +94,50 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeDef>, Error> {
     let mut out = Vec::new();
     for sb in &file.bridge {
         let b = sb.get_ref();
+        let at = Some(sb.span());
+        crate::spec::check_name("bridge", &b.name).map_err(|m| err(at.clone(), m))?;
         if !names.insert(b.name.clone()) {
-            return Err(err(
-                Some(sb.span()),
-                format!("bridge name {} is used twice", b.name),
-            ));
+            return Err(err(at, format!("bridge name {} is used twice", b.name)));
         }
         if b.port.is_empty() {
             return Err(err(
-                Some(sb.span()),
+                at,
                 format!("bridge {} has no ports: add [[bridge.port]] tables", b.name),
             ));
         }
-        let mut options = PipelineOptions::default();
-        if let Some(a) = b.mac_aging {
-            let r = xsw_datapath::mac::AGING_RANGE;
-            if !r.contains(&a) {
-                return Err(err(
-                    Some(sb.span()),
-                    format!(
-                        "bridge {}: mac_aging = {a}: must be {}-{} seconds",
-                        b.name,
-                        r.start(),
-                        r.end()
-                    ),
-                ));
-            }
-            options.mac_aging_secs = a;
-        }
-        if let Some(s) = b.mac_table_size {
-            let r = xsw_datapath::mac::MAX_ENTRIES_RANGE;
-            if !r.contains(&s) {
-                return Err(err(
-                    Some(sb.span()),
-                    format!(
-                        "bridge {}: mac_table_size = {s}: must be {}-{}",
-                        b.name,
-                        r.start(),
-                        r.end()
-                    ),
-                ));
-            }
-            options.mac_max_entries = s;
-        }
-        let mut ports = Vec::new();
+        let mut spec = BridgeSpec::new(&b.name);
+        spec.mac_aging = b.mac_aging;
+        spec.mac_table_size = b.mac_table_size;
+        spec.options().map_err(|m| err(at.clone(), m))?;
         for sp in &b.port {
             let p = sp.get_ref();
             let span = Some(sp.span());
-            let vlan = PortVlan::new(p.vlan_mode, p.tag, p.trunks.as_deref())
-                .map_err(|m| err(span.clone(), format!("port {}: {m}", p.name)))?;
-            let cfg = PortConfig {
-                name: p.name.clone(),
-                ofport: p.ofport,
-                vlan,
-                mtu: p.mtu,
-            };
-            let iface = p.interface.clone().unwrap_or_else(|| p.name.clone());
-            if !ifaces.insert(iface.clone()) {
-                return Err(err(span, format!("interface {iface} is used by two ports")));
+            p.to_def().map_err(|m| err(span.clone(), m))?;
+            if !ifaces.insert(p.iface().to_string()) {
+                return Err(err(
+                    span,
+                    format!("interface {} is used by two ports", p.iface()),
+                ));
             }
-            let kind = match p.kind.unwrap_or(PortType::Afxdp) {
-                PortType::Afxdp => {
-                    if p.interface.is_none() {
-                        return Err(err(span, format!("port {}: `interface` is required (the netdev to drive, e.g. a veth or a VM's tap)", p.name)));
-                    }
-                    PortKind::AfXdp {
-                        iface,
-                        host_pass: p.host_pass.unwrap_or(true),
-                        xdp_mode: match p.xdp_mode {
-                            Some(XdpModeFile::Native) => Some(AttachMode::Native),
-                            Some(XdpModeFile::Generic) => Some(AttachMode::Generic),
-                            Some(XdpModeFile::Auto) | None => None,
-                        },
-                        zero_copy: p.zero_copy,
-                    }
-                }
-                PortType::Internal => {
-                    if p.host_pass.is_some() || p.xdp_mode.is_some() || p.zero_copy.is_some() {
-                        return Err(err(span, format!("port {}: host_pass, xdp_mode and zero_copy apply to afxdp ports, not internal ones", p.name)));
-                    }
-                    PortKind::Internal { iface }
-                }
-            };
-            ports.push(PortDef { cfg, kind });
+            spec.ports.push(p.clone());
+            // Names and numbers against the ports before it.
+            spec.check_ports().map_err(|m| err(span.clone(), m))?;
         }
-        // Port numbering and MTU checks, as the pipeline does them.
-        let cfgs: Vec<PortConfig> = ports.iter().map(|p| p.cfg.clone()).collect();
-        Pipeline::new(cfgs, options)
-            .map_err(|e| err(Some(sb.span()), format!("bridge {}: {e}", b.name)))?;
-        let rules = match &b.flows {
-            None => Vec::new(),
-            Some(f) => {
-                let fpath = dir.join(f);
-                let ftext = std::fs::read_to_string(&fpath).map_err(|e| Error::io(&fpath, e))?;
-                let names = |n: &str| ports.iter().find(|p| p.cfg.name == n).map(|p| p.cfg.ofport);
-                xsw_datapath::replay::parse_rules(&ftext, &names)
-                    .map_err(|(line, source)| Error::Flow {
+        if let Some(f) = &b.flows {
+            let fpath = dir.join(f);
+            let ftext = std::fs::read_to_string(&fpath).map_err(|e| Error::io(&fpath, e))?;
+            let names = |n: &str| spec.port_number(n);
+            let rules =
+                xsw_datapath::replay::parse_rules(&ftext, &names).map_err(|(line, source)| {
+                    Error::Flow {
                         path: fpath.clone(),
                         line,
                         source,
-                    })?
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect()
-            }
-        };
-        out.push(BridgeDef {
-            name: b.name.clone(),
-            ports,
-            rules,
-            options,
-        });
+                    }
+                })?;
+            spec.flows = Some(rules.iter().map(|(_, r)| r.to_string()).collect());
+        }
+        out.push(spec);
     }
     Ok(out)
 }
@@ -254,7 +146,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeDef>, Error> {
 mod tests {
     use super::*;
 
-    fn p(text: &str) -> Result<Vec<BridgeDef>, String> {
+    fn p(text: &str) -> Result<Vec<BridgeSpec>, String> {
         parse(text, Path::new("/tmp/xswd.toml")).map_err(|e| e.to_string())
     }
 
@@ -277,7 +169,11 @@ type = "internal"
 "#)
         .expect("valid");
         assert_eq!(b[0].ports.len(), 2);
-        assert!(matches!(&b[0].ports[1].kind, PortKind::Internal { iface } if iface == "host"));
+        let d = b[0].to_def().expect("def");
+        assert!(
+            matches!(&d.ports[1].kind, xsw_datapath::engine::PortKind::Internal { iface } if iface == "host")
+        );
+        assert_eq!(d.rules.len(), 1, "the default NORMAL rule");
     }
 
     #[test]

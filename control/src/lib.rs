@@ -1,4 +1,11 @@
-//! xsw-control: the daemon's configuration and (later) its control plane,
-//! shared by the `xswd` daemon and the `xsw` command.
+//! xsw-control: the `xswd` daemon's building blocks and the `xsw` tool's
+//! client side: configuration and state files, the control protocol, the
+//! control server, metrics.
 
+pub mod client;
 pub mod config;
+pub mod metrics;
+pub mod proto;
+pub mod server;
+pub mod spec;
+pub mod store;

@@ -423,7 +423,7 @@ fn a_drop_rule_is_enforced_in_xdp() {
         rx1 - rx0
     );
     let stats = x.stats();
-    let rule = stats[0]["rules"]
+    let rule = stats["bridges"][0]["rules"]
         .as_array()
         .and_then(|r| {
             r.iter()
@@ -536,8 +536,12 @@ fn startup_errors_say_what_to_do() {
     let dir = std::env::temp_dir().join(format!("{}-bad", s.name));
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("x.toml"), "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"a\"\nofport = 1\ninterface = \"nosuch0\"\n").expect("write");
+    let sock = dir.join("x.sock");
     let (ok, out) = s.exec(&[
         env!("CARGO_BIN_EXE_xswd"),
+        "--no-state",
+        "--socket",
+        sock.to_str().unwrap_or(""),
         "--config",
         dir.join("x.toml").to_str().unwrap_or(""),
     ]);

@@ -2,17 +2,27 @@
 //! devices) driven by one polling thread.
 //!
 //! The thread polls every port of every bridge for a burst, switches it
-//! through the bridge's pipeline and sends what the pipeline queued. When a
-//! whole pass finds nothing it spins a little, then sleeps in `poll(2)` on
-//! every port's descriptor until traffic or the next timer, so an idle
-//! switch costs next to no CPU. Ports that vanish are taken down (NORMAL
-//! stops flooding to them) and the others keep forwarding.
+//! through the bridge's pipeline and sends what the pipeline queued. When
+//! the rings stay empty for a while it sleeps in `poll(2)` on every port's
+//! descriptor (and on the control plane's wakeup descriptor) until traffic,
+//! a command or the next timer, so an idle switch costs next to no CPU.
+//! Ports that vanish are taken down (NORMAL stops flooding to them) and the
+//! others keep forwarding.
+//!
+//! The control plane talks to the thread through an [`EngineHandle`]
+//! (see [`crate::live`]): commands travel on a channel and are carried out
+//! between two passes, never in the middle of a batch. Anything expensive
+//! (parsing rules, building a whole new flow table, opening a device) is
+//! done by the caller before it sends the command; what the thread replaces
+//! (old tables, closed devices) goes back to the caller to be freed there.
 //!
 //! Drop rules that the XDP program can evaluate are pushed into every
 //! AF_XDP port's program; the frames they drop in the kernel are credited
 //! to the rule's counters here.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -21,12 +31,14 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::flow::Rule;
 use crate::key::Field;
+use crate::live::{Op, Reply, Request};
 use crate::packet::{Batch, BURST};
 use crate::pipeline::{Pipeline, PipelineOptions, PortConfig};
 use crate::port::afxdp::{AfXdpOptions, AfXdpPort};
 use crate::port::tap::TapPort;
 use crate::port::{BackendStats, Port, PortError};
-use crate::stats::PortStats;
+use crate::stats::{PortStats, TableStats};
+use crate::table::RuleStats;
 use xsw_ebpf::{AttachMode, XdpRule};
 
 /// What kind of device a port is.
@@ -66,39 +78,137 @@ pub struct BridgeDef {
     pub name: String,
     /// Ports, in ofport order or any.
     pub ports: Vec<PortDef>,
-    /// Rules (empty: the default NORMAL rule).
+    /// Rules, exactly (an empty table drops everything).
     pub rules: Vec<Rule>,
     /// Pipeline options.
     pub options: PipelineOptions,
 }
 
-enum Device {
+/// An open device: an AF_XDP interface or an internal tap.
+pub struct Device(DeviceKind);
+
+enum DeviceKind {
     AfXdp(Box<AfXdpPort>),
     Tap(TapPort),
 }
 
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 impl Device {
-    fn port(&mut self) -> &mut dyn Port {
-        match self {
-            Device::AfXdp(p) => p.as_mut(),
-            Device::Tap(p) => p,
+    /// Opens the device for `def` (attaching the XDP program and binding
+    /// the sockets, or creating the tap). Errors name the port and say
+    /// what to do.
+    pub fn open(def: &PortDef) -> Result<Device, Error> {
+        let perr = |msg: String| Error::Port {
+            port: def.cfg.name.clone(),
+            msg,
+        };
+        match &def.kind {
+            PortKind::AfXdp {
+                iface,
+                host_pass,
+                xdp_mode,
+                zero_copy,
+            } => {
+                let opts = AfXdpOptions {
+                    ofport: def.cfg.ofport,
+                    host_pass: *host_pass,
+                    xdp_mode: *xdp_mode,
+                    zero_copy: *zero_copy,
+                };
+                let p = AfXdpPort::open(&def.cfg.name, iface, &opts)
+                    .map_err(|e| perr(format!("interface {iface}: {e}")))?;
+                if let Some(need) = def.cfg.mtu {
+                    if p.info().mtu < need {
+                        return Err(perr(format!(
+                            "interface {iface} has MTU {} but the port's mtu is {need}: raise the interface's (ip link set {iface} mtu {need})",
+                            p.info().mtu
+                        )));
+                    }
+                }
+                Ok(Device(DeviceKind::AfXdp(Box::new(p))))
+            }
+            PortKind::Internal { iface } => TapPort::create(&def.cfg.name, iface, def.cfg.mtu)
+                .map(|t| Device(DeviceKind::Tap(t)))
+                .map_err(|e| perr(format!("internal port {iface}: {e}"))),
         }
     }
-    fn fds(&self) -> Vec<i32> {
-        match self {
-            Device::AfXdp(p) => p.poll_fds(),
-            Device::Tap(p) => vec![p.poll_fd()],
+
+    /// Device and mode, e.g. `veth0 afxdp, native XDP, copy mode, 1 queue(s), mtu 1500`.
+    pub fn describe(&self) -> String {
+        match &self.0 {
+            DeviceKind::AfXdp(p) => format!(
+                "{} afxdp, {} XDP, {} mode, {} queue(s), mtu {}",
+                p.info().name,
+                p.xdp_mode().name(),
+                if p.zero_copy() { "zero-copy" } else { "copy" },
+                p.poll_fds().len(),
+                p.info().mtu
+            ),
+            DeviceKind::Tap(t) => format!("{} internal (tap)", t.ifname()),
+        }
+    }
+
+    /// The XDP attach mode, for AF_XDP ports.
+    pub fn xdp_mode(&self) -> Option<&'static str> {
+        match &self.0 {
+            DeviceKind::AfXdp(p) => Some(p.xdp_mode().name()),
+            DeviceKind::Tap(_) => None,
+        }
+    }
+
+    fn port(&mut self) -> &mut dyn Port {
+        match &mut self.0 {
+            DeviceKind::AfXdp(p) => p.as_mut(),
+            DeviceKind::Tap(p) => p,
+        }
+    }
+
+    fn push_fds(&self, out: &mut Vec<libc::pollfd>) {
+        let mut add = |fd| {
+            out.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+        };
+        match &self.0 {
+            DeviceKind::AfXdp(p) => p.poll_fds().into_iter().for_each(add),
+            DeviceKind::Tap(p) => add(p.poll_fd()),
+        }
+    }
+
+    fn backend_stats(&self) -> BackendStats {
+        match &self.0 {
+            DeviceKind::AfXdp(x) => x.backend_stats(),
+            DeviceKind::Tap(t) => t.backend_stats(),
         }
     }
 }
 
 struct LivePort {
-    dev: Device,
+    /// `None` for the slot of a deleted port.
+    dev: Option<Device>,
     alive: bool,
     /// Pushed XDP rules: the rule id each entry stands for.
     xdp_rules: Vec<u32>,
     /// XDP rule hits already credited, per entry.
     xdp_credited: Vec<(u64, u64)>,
+}
+
+impl LivePort {
+    fn new(dev: Device) -> LivePort {
+        LivePort {
+            dev: Some(dev),
+            alive: true,
+            xdp_rules: Vec::new(),
+            xdp_credited: Vec::new(),
+        }
+    }
 }
 
 /// A bridge with its open ports.
@@ -127,12 +237,27 @@ pub struct PortReport {
     pub ofport: u16,
     /// Device and mode, e.g. `veth0 afxdp native copy 1 queue`.
     pub device: String,
+    /// XDP attach mode (`native`, `generic`) for AF_XDP ports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<&'static str>,
     /// False once the device vanished.
     pub up: bool,
     /// Pipeline counters.
     pub stats: PortStats,
     /// Device counters (XDP verdicts, kernel drops).
     pub backend: BackendStats,
+}
+
+/// One rule with its counters, as the polling thread hands it out
+/// (formatting is left to the caller).
+#[derive(Clone, Debug)]
+pub struct RuleSnapshot {
+    /// The rule.
+    pub rule: Rule,
+    /// Counters and times.
+    pub stats: RuleStats,
+    /// True when the XDP program enforces it too.
+    pub in_xdp: bool,
 }
 
 /// One rule's counters for reports.
@@ -148,6 +273,53 @@ pub struct RuleReport {
     pub in_xdp: bool,
 }
 
+impl RuleSnapshot {
+    /// The report line for this rule at time `now`.
+    pub fn report(&self, now: Timestamp) -> RuleReport {
+        RuleReport {
+            dump: crate::pipeline::dump_rule(&self.rule, &self.stats, now),
+            n_packets: self.stats.packets,
+            n_bytes: self.stats.bytes,
+            in_xdp: self.in_xdp,
+        }
+    }
+}
+
+/// A flow table's lookup counters.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct TableReport {
+    /// Table id.
+    pub table: u8,
+    /// Rules in it.
+    pub rules: usize,
+    /// Counters.
+    #[serde(flatten)]
+    pub stats: TableStats,
+}
+
+/// A bridge's state, as the polling thread hands it out.
+#[derive(Clone, Debug)]
+pub struct BridgeSnapshot {
+    /// Name.
+    pub name: String,
+    /// Ports (deleted ports left out).
+    pub ports: Vec<PortReport>,
+    /// Rules in dump order, when asked for.
+    pub rules: Option<Vec<RuleSnapshot>>,
+    /// Rules installed.
+    pub n_rules: usize,
+    /// Tables with rules or lookups.
+    pub tables: Vec<TableReport>,
+    /// Learned MACs.
+    pub mac_entries: usize,
+    /// MAC table limit.
+    pub mac_max: usize,
+    /// Exact-match cache hits and misses.
+    pub emc: (u64, u64),
+    /// When it was taken.
+    pub at: Timestamp,
+}
+
 /// A bridge's state for reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct BridgeReport {
@@ -159,6 +331,35 @@ pub struct BridgeReport {
     pub rules: Vec<RuleReport>,
     /// Learned MACs.
     pub mac_entries: usize,
+}
+
+impl BridgeSnapshot {
+    /// The report (rules formatted dump-flows style).
+    pub fn report(&self) -> BridgeReport {
+        BridgeReport {
+            name: self.name.clone(),
+            ports: self.ports.clone(),
+            rules: self
+                .rules
+                .iter()
+                .flatten()
+                .map(|r| r.report(self.at))
+                .collect(),
+            mac_entries: self.mac_entries,
+        }
+    }
+}
+
+/// The polling thread's own counters.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct EngineStats {
+    /// Seconds since the engine started running.
+    pub run_seconds: f64,
+    /// Of those, seconds spent switching frames (not spinning on empty
+    /// rings or sleeping).
+    pub busy_seconds: f64,
+    /// Commands from the control plane carried out.
+    pub commands: u64,
 }
 
 /// The word-0 bits that are L3/L4 fields (nw_proto, nw_tos).
@@ -212,6 +413,9 @@ pub fn xdp_rules_for(pipe: &Pipeline, ofport: u16) -> Vec<(u32, XdpRule)> {
                     needs_l3,
                 },
             ));
+        } else if out.len() >= xsw_ebpf::MAX_RULES {
+            // The program is full: nothing after this is pushed.
+            break;
         } else {
             blockers.push(*m);
         }
@@ -219,243 +423,102 @@ pub fn xdp_rules_for(pipe: &Pipeline, ofport: u16) -> Vec<(u32, XdpRule)> {
     out
 }
 
+/// The control plane's way in: a command channel and an eventfd that wakes
+/// the polling thread when it sleeps.
+struct Link {
+    rx: crossbeam_channel::Receiver<Request>,
+    wake: Arc<OwnedFd>,
+}
+
 /// The polling engine.
 #[derive(Debug)]
 pub struct Engine {
-    bridges: Vec<Bridge>,
-    clock: SystemClock,
+    pub(crate) bridges: Vec<Bridge>,
+    pub(crate) clock: SystemClock,
     /// How long to keep polling after the last frame before sleeping: traffic
     /// that pauses for less than this (a ping every few milliseconds) never
     /// waits for a wakeup; an idle switch sleeps.
     pub spin_for: Duration,
     /// Longest sleep when idle.
     pub max_sleep: Duration,
+    link: Option<Link>,
+    started: Instant,
+    idle: Duration,
+    pub(crate) commands: u64,
 }
 
-fn open_port(def: &PortDef) -> Result<Device, Error> {
-    let perr = |msg: String| Error::Port {
-        port: def.cfg.name.clone(),
-        msg,
-    };
-    match &def.kind {
-        PortKind::AfXdp {
-            iface,
-            host_pass,
-            xdp_mode,
-            zero_copy,
-        } => {
-            let opts = AfXdpOptions {
-                ofport: def.cfg.ofport,
-                host_pass: *host_pass,
-                xdp_mode: *xdp_mode,
-                zero_copy: *zero_copy,
-            };
-            let p = AfXdpPort::open(&def.cfg.name, iface, &opts)
-                .map_err(|e| perr(format!("interface {iface}: {e}")))?;
-            if let Some(m) = def.cfg.mtu {
-                let need = m;
-                if p.info().mtu < need {
-                    return Err(perr(format!(
-                        "interface {iface} has MTU {} but the port's mtu is {need}: raise the interface's (ip link set {iface} mtu {need})",
-                        p.info().mtu
-                    )));
-                }
-            }
-            Ok(Device::AfXdp(Box::new(p)))
-        }
-        PortKind::Internal { iface } => TapPort::create(&def.cfg.name, iface, def.cfg.mtu)
-            .map(Device::Tap)
-            .map_err(|e| perr(format!("internal port {iface}: {e}"))),
-    }
-}
-
-impl Engine {
-    /// Opens every port of every bridge. Fails on the first port that cannot
-    /// be opened (ports already opened are closed again).
-    pub fn start(defs: Vec<BridgeDef>) -> Result<Engine, Error> {
-        let mut bridges = Vec::new();
-        for b in defs {
-            let cfgs: Vec<PortConfig> = b.ports.iter().map(|p| p.cfg.clone()).collect();
-            let mut pipe = Pipeline::new(cfgs, b.options)?;
-            let now = SystemClock.now();
-            if b.rules.is_empty() {
-                pipe.add_rule(Rule::default_normal(), now);
-            }
-            for r in &b.rules {
-                pipe.add_rule(r.clone(), now);
-            }
-            let mut ports = Vec::new();
-            for p in &b.ports {
-                let dev = open_port(p).map_err(|e| match e {
-                    Error::Port { port, msg } => Error::Port {
-                        port: format!("{}/{port}", b.name),
-                        msg,
-                    },
-                    other => other,
-                })?;
-                ports.push(LivePort {
-                    dev,
-                    alive: true,
-                    xdp_rules: Vec::new(),
-                    xdp_credited: Vec::new(),
-                });
-            }
-            let mut br = Bridge {
-                name: b.name,
-                pipe,
-                ports,
-                batch: Batch::new(BURST),
-            };
-            br.push_xdp_rules()?;
-            bridges.push(br);
-        }
-        Ok(Engine {
-            bridges,
-            clock: SystemClock,
-            spin_for: Duration::from_millis(20),
-            max_sleep: Duration::from_millis(200),
-        })
-    }
-
-    /// One-line descriptions of the open ports, for logs.
-    pub fn describe(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for b in &self.bridges {
-            for (i, p) in b.ports.iter().enumerate() {
-                let cfg = b.pipe.port_config(i as u16);
-                let name = cfg.map_or("?", |c| c.name.as_str());
-                let of = cfg.map_or(0, |c| c.ofport);
-                v.push(format!(
-                    "bridge {} port {name} (ofport {of}): {}",
-                    b.name,
-                    device_text(&p.dev)
-                ));
-            }
-        }
-        v
-    }
-
-    /// Runs until `stop` is set.
-    pub fn run(&mut self, stop: &AtomicBool) {
-        self.run_with(stop, |_| {});
-    }
-
-    /// Runs until `stop` is set, calling `tick` about once a second (after
-    /// housekeeping) and once more at the end.
-    pub fn run_with<F: FnMut(&Engine)>(&mut self, stop: &AtomicBool, mut tick: F) {
-        let mut passes = 0u32;
-        let mut last_check = Instant::now();
-        // When the rings were last seen empty after traffic; None while busy.
-        let mut idle_since: Option<Instant> = None;
-        while !stop.load(Ordering::Relaxed) {
-            let got = self.poll_once();
-            passes = passes.wrapping_add(1);
-            if got > 0 {
-                idle_since = None;
-                // Under load, look at the clock every 64 passes only.
-                if passes % 64 != 0 {
-                    continue;
-                }
-            }
-            let now = Instant::now();
-            if now.duration_since(last_check) >= Duration::from_secs(1) {
-                self.housekeeping();
-                tick(self);
-                last_check = now;
-            }
-            if got > 0 || self.bridges.iter().any(Bridge::tx_pending) {
-                continue;
-            }
-            let since = *idle_since.get_or_insert(now);
-            if now.duration_since(since) >= self.spin_for {
-                self.sleep(self.max_sleep);
-                // Woken by traffic (or the timeout): poll again, and sleep
-                // again at once if that finds nothing.
-                idle_since = Instant::now().checked_sub(self.spin_for);
-            } else {
-                std::hint::spin_loop();
-            }
-        }
-        self.housekeeping();
-        tick(self);
-    }
-
-    /// Switches what every port has ready; returns frames received.
-    pub fn poll_once(&mut self) -> usize {
-        let mut total = 0;
-        for b in &mut self.bridges {
-            total += b.poll(&self.clock);
-        }
-        total
-    }
-
-    /// Once a second: timers without traffic, dead ports, XDP rule credits.
-    pub fn housekeeping(&mut self) {
-        let now = self.clock.now();
-        for b in &mut self.bridges {
-            b.pipe.run_timers(now);
-            b.check_ports();
-            b.credit_xdp(now);
-        }
-    }
-
-    fn sleep(&mut self, max: Duration) {
-        let mut fds: Vec<libc::pollfd> = Vec::new();
-        for b in &self.bridges {
-            for p in b.ports.iter().filter(|p| p.alive) {
-                for fd in p.dev.fds() {
-                    fds.push(libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    });
-                }
-            }
-        }
-        let ms = max.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: `fds` is a valid array of pollfd structs we own for the
-        // duration of the call; poll only writes their `revents`.
-        unsafe {
-            libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
-        }
-    }
-
-    /// Reports for every bridge.
-    pub fn report(&self) -> Vec<BridgeReport> {
-        self.bridges
-            .iter()
-            .map(|b| b.report(self.clock.now()))
-            .collect()
-    }
-}
-
-fn device_text(d: &Device) -> String {
-    match d {
-        Device::AfXdp(p) => format!(
-            "{} afxdp, {} XDP, {} mode, {} queue(s), mtu {}",
-            p.info().name,
-            p.xdp_mode().name(),
-            if p.zero_copy() { "zero-copy" } else { "copy" },
-            p.poll_fds().len(),
-            p.info().mtu
-        ),
-        Device::Tap(t) => format!("{} internal (tap)", t.ifname()),
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Link")
     }
 }
 
 impl Bridge {
+    /// Builds a bridge: its pipeline and rules, and opens every port. Fails
+    /// on the first port that cannot be opened (the others are closed again).
+    pub fn build(def: BridgeDef) -> Result<Bridge, Error> {
+        let mut devs = Vec::new();
+        for p in &def.ports {
+            let dev = Device::open(p).map_err(|e| match e {
+                Error::Port { port, msg } => Error::Port {
+                    port: format!("{}/{port}", def.name),
+                    msg,
+                },
+                other => other,
+            })?;
+            devs.push(dev);
+        }
+        Bridge::from_parts(def, devs)
+    }
+
+    /// Builds a bridge from its definition and its ports' opened devices
+    /// (`devs[i]` for `def.ports[i]`).
+    pub fn from_parts(def: BridgeDef, devs: Vec<Device>) -> Result<Bridge, Error> {
+        if devs.len() != def.ports.len() {
+            return Err(Error::Invalid(format!(
+                "bridge {}: {} ports but {} devices",
+                def.name,
+                def.ports.len(),
+                devs.len()
+            )));
+        }
+        let cfgs: Vec<PortConfig> = def.ports.iter().map(|p| p.cfg.clone()).collect();
+        let mut pipe = Pipeline::new(cfgs, def.options)?;
+        let now = SystemClock.now();
+        for r in &def.rules {
+            pipe.add_rule(r.clone(), now);
+        }
+        let ports = devs.into_iter().map(LivePort::new).collect();
+        let mut br = Bridge {
+            name: def.name,
+            pipe,
+            ports,
+            batch: Batch::new(BURST),
+        };
+        br.push_xdp_rules();
+        Ok(br)
+    }
+
+    /// The bridge's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn pipe(&mut self) -> &mut Pipeline {
+        &mut self.pipe
+    }
+
     fn poll(&mut self, clock: &SystemClock) -> usize {
         let mut total = 0;
         for i in 0..self.ports.len() {
             if !self.ports[i].alive {
                 continue;
             }
+            let Some(dev) = self.ports[i].dev.as_mut() else {
+                continue;
+            };
             self.batch.clear();
-            match self.ports[i]
-                .dev
-                .port()
-                .rx_burst(&mut self.batch, i as u16, clock)
-            {
+            match dev.port().rx_burst(&mut self.batch, i as u16, clock) {
                 Ok(0) => continue,
                 Ok(n) => total += n,
                 Err(e) => {
@@ -485,11 +548,15 @@ impl Bridge {
             if self.pipe.egress_len(k as u16) == 0 {
                 continue;
             }
-            if !self.ports[k].alive {
-                self.pipe.discard_egress(k as u16);
-                continue;
-            }
-            if let Err(e) = self.pipe.flush_port(k as u16, self.ports[k].dev.port()) {
+            let lp = &mut self.ports[k];
+            let dev = match lp.dev.as_mut() {
+                Some(d) if lp.alive => d,
+                _ => {
+                    self.pipe.discard_egress(k as u16);
+                    continue;
+                }
+            };
+            if let Err(e) = self.pipe.flush_port(k as u16, dev.port()) {
                 self.port_failed(k, &e);
             }
         }
@@ -510,38 +577,85 @@ impl Bridge {
 
     fn check_ports(&mut self) {
         for i in 0..self.ports.len() {
-            if self.ports[i].alive {
-                if let Err(e) = self.ports[i].dev.port().flush() {
+            if !self.ports[i].alive {
+                continue;
+            }
+            if let Some(dev) = self.ports[i].dev.as_mut() {
+                if let Err(e) = dev.port().flush() {
                     self.port_failed(i, &e);
                 }
             }
         }
     }
 
-    /// Loads the XDP drop rules into every AF_XDP port.
-    fn push_xdp_rules(&mut self) -> Result<(), Error> {
+    /// Adds an opened port; on failure hands the device back.
+    pub(crate) fn add_port(
+        &mut self,
+        cfg: PortConfig,
+        dev: Device,
+    ) -> Result<u16, Box<(Error, Device)>> {
+        let idx = match self.pipe.add_port(cfg) {
+            Ok(i) => i,
+            Err(e) => return Err(Box::new((e, dev))),
+        };
+        let lp = LivePort::new(dev);
+        match self.ports.get_mut(idx as usize) {
+            Some(slot) => *slot = lp,
+            None => self.ports.push(lp),
+        }
+        self.push_xdp_rules();
+        Ok(idx)
+    }
+
+    /// Deletes a port; returns its device (to be closed by the caller).
+    pub(crate) fn remove_port(&mut self, name: &str) -> Option<Device> {
+        let idx = self.pipe.port_by_name(name)?;
+        self.pipe.remove_port(idx);
+        let lp = self.ports.get_mut(idx as usize)?;
+        lp.alive = false;
+        lp.xdp_rules.clear();
+        lp.xdp_credited.clear();
+        lp.dev.take()
+    }
+
+    /// Loads the XDP drop rules into every AF_XDP port (after crediting
+    /// what the old ones dropped). A port whose program refuses them keeps
+    /// its frames going to userspace, where the same rules apply.
+    pub(crate) fn push_xdp_rules(&mut self) {
+        self.credit_xdp(SystemClock.now());
         for i in 0..self.ports.len() {
             let Some(of) = self.pipe.port_config(i as u16).map(|c| c.ofport) else {
                 continue;
             };
             let rules = xdp_rules_for(&self.pipe, of);
-            if let Device::AfXdp(p) = &self.ports[i].dev {
+            let lp = &mut self.ports[i];
+            if let Some(Device(DeviceKind::AfXdp(p))) = &lp.dev {
                 let xr: Vec<XdpRule> = rules.iter().map(|(_, r)| *r).collect();
-                p.xdp().set_rules(&xr).map_err(|e| Error::Port {
-                    port: format!("{}/{}", self.name, i),
-                    msg: e.to_string(),
-                })?;
-                self.ports[i].xdp_rules = rules.iter().map(|(id, _)| *id).collect();
-                self.ports[i].xdp_credited = vec![(0, 0); rules.len()];
+                match p.xdp().set_rules(&xr) {
+                    Ok(()) => {
+                        lp.xdp_rules = rules.iter().map(|(id, _)| *id).collect();
+                        lp.xdp_credited = vec![(0, 0); rules.len()];
+                    }
+                    Err(e) => {
+                        lp.xdp_rules.clear();
+                        lp.xdp_credited.clear();
+                        let _ = p.xdp().set_rules(&[]);
+                        tracing::warn!(
+                            "bridge {}: port {i}: XDP drop rules not loaded ({e}); they apply in userspace",
+                            self.name
+                        );
+                    }
+                }
             }
         }
-        Ok(())
     }
 
     /// Adds what the XDP programs dropped to their rules' counters.
     fn credit_xdp(&mut self, now: Timestamp) {
         for lp in &mut self.ports {
-            let Device::AfXdp(p) = &lp.dev else { continue };
+            let Some(Device(DeviceKind::AfXdp(p))) = &lp.dev else {
+                continue;
+            };
             let Ok(hits) = p.xdp().rule_hits(lp.xdp_rules.len()) else {
                 continue;
             };
@@ -556,46 +670,331 @@ impl Bridge {
         }
     }
 
-    fn report(&self, now: Timestamp) -> BridgeReport {
+    /// The bridge's state; with `rules`, every rule too (a copy: O(rules)).
+    pub(crate) fn snapshot(&mut self, now: Timestamp, rules: bool) -> BridgeSnapshot {
+        for lp in self.ports.iter_mut().filter(|p| p.alive) {
+            if let Some(d) = lp.dev.as_mut() {
+                d.port().refresh_stats();
+            }
+        }
+        self.credit_xdp(now);
         let in_xdp: std::collections::HashSet<u32> = self
             .ports
             .iter()
             .flat_map(|p| p.xdp_rules.iter().copied())
             .collect();
-        BridgeReport {
+        let ports = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                let cfg = self.pipe.port_config(i as u16)?;
+                let dev = p.dev.as_ref()?;
+                Some(PortReport {
+                    name: cfg.name.clone(),
+                    ofport: cfg.ofport,
+                    device: dev.describe(),
+                    xdp_mode: dev.xdp_mode(),
+                    up: p.alive,
+                    stats: self.pipe.port_stats(i as u16).copied().unwrap_or_default(),
+                    backend: dev.backend_stats(),
+                })
+            })
+            .collect();
+        let tables = self.pipe.tables();
+        BridgeSnapshot {
             name: self.name.clone(),
-            ports: self
-                .ports
+            ports,
+            rules: rules.then(|| {
+                self.pipe
+                    .rules()
+                    .iter()
+                    .map(|(id, r)| RuleSnapshot {
+                        rule: r.rule.clone(),
+                        stats: r.stats,
+                        in_xdp: in_xdp.contains(id),
+                    })
+                    .collect()
+            }),
+            n_rules: tables.len(),
+            tables: self
+                .pipe
+                .table_stats()
                 .iter()
                 .enumerate()
-                .map(|(i, p)| {
-                    let cfg = self.pipe.port_config(i as u16);
-                    let backend = match &p.dev {
-                        Device::AfXdp(x) => x.backend_stats(),
-                        Device::Tap(t) => t.backend_stats(),
-                    };
-                    PortReport {
-                        name: cfg.map_or_else(String::new, |c| c.name.clone()),
-                        ofport: cfg.map_or(0, |c| c.ofport),
-                        device: device_text(&p.dev),
-                        up: p.alive,
-                        stats: self.pipe.port_stats(i as u16).copied().unwrap_or_default(),
-                        backend,
-                    }
-                })
-                .collect(),
-            rules: self
-                .pipe
-                .rules()
-                .iter()
-                .map(|(id, r)| RuleReport {
-                    dump: crate::pipeline::dump_flow(r, now),
-                    n_packets: r.stats.packets,
-                    n_bytes: r.stats.bytes,
-                    in_xdp: in_xdp.contains(id),
+                .filter(|(t, s)| s.lookups > 0 || tables.table_len(*t as u8) > 0)
+                .map(|(t, s)| TableReport {
+                    table: t as u8,
+                    rules: tables.table_len(t as u8),
+                    stats: *s,
                 })
                 .collect(),
             mac_entries: self.pipe.mac_table().len(),
+            mac_max: self.pipe.mac_table().max_entries(),
+            emc: self.pipe.emc_stats(),
+            at: now,
         }
+    }
+}
+
+/// Creates a non-blocking eventfd.
+fn eventfd() -> Result<OwnedFd, Error> {
+    // SAFETY: eventfd takes plain integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::Invalid(format!(
+            "eventfd: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+impl Engine {
+    /// An engine with no bridges (add them through an [`EngineHandle`]).
+    pub fn new() -> Engine {
+        Engine {
+            bridges: Vec::new(),
+            clock: SystemClock,
+            spin_for: Duration::from_millis(20),
+            max_sleep: Duration::from_millis(200),
+            link: None,
+            started: Instant::now(),
+            idle: Duration::ZERO,
+            commands: 0,
+        }
+    }
+
+    /// Opens every port of every bridge. Fails on the first port that cannot
+    /// be opened (ports already opened are closed again).
+    pub fn start(defs: Vec<BridgeDef>) -> Result<Engine, Error> {
+        let mut e = Engine::new();
+        for b in defs {
+            e.bridges.push(Bridge::build(b)?);
+        }
+        Ok(e)
+    }
+
+    /// Adds a built bridge (before the engine runs).
+    pub fn push_bridge(&mut self, b: Bridge) {
+        self.bridges.push(b);
+    }
+
+    /// The handle through which other threads command this engine. Calling
+    /// it again replaces the previous link.
+    pub fn handle(&mut self) -> Result<EngineHandle, Error> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wake = Arc::new(eventfd()?);
+        self.link = Some(Link {
+            rx,
+            wake: wake.clone(),
+        });
+        Ok(EngineHandle { tx, wake })
+    }
+
+    /// One-line descriptions of the open ports, for logs.
+    pub fn describe(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for b in &self.bridges {
+            for (i, p) in b.ports.iter().enumerate() {
+                let (Some(cfg), Some(dev)) = (b.pipe.port_config(i as u16), p.dev.as_ref()) else {
+                    continue;
+                };
+                v.push(format!(
+                    "bridge {} port {} (ofport {}): {}",
+                    b.name,
+                    cfg.name,
+                    cfg.ofport,
+                    dev.describe()
+                ));
+            }
+        }
+        v
+    }
+
+    /// Runs until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        self.run_with(stop, |_| {});
+    }
+
+    /// Runs until `stop` is set, calling `tick` about once a second (after
+    /// housekeeping) and once more at the end.
+    pub fn run_with<F: FnMut(&Engine)>(&mut self, stop: &AtomicBool, mut tick: F) {
+        let mut passes = 0u32;
+        let mut last_check = Instant::now();
+        self.started = Instant::now();
+        // When the current stretch of empty passes began; None while busy.
+        let mut idle_from: Option<Instant> = None;
+        // Just woke from a sleep: sleep again at once if nothing is there.
+        let mut woke = false;
+        while !stop.load(Ordering::Relaxed) {
+            self.commands_pending();
+            let got = self.poll_once();
+            passes = passes.wrapping_add(1);
+            if got > 0 {
+                if let Some(s) = idle_from.take() {
+                    self.idle += s.elapsed();
+                }
+                woke = false;
+                // Under load, look at the clock every 64 passes only.
+                if passes % 64 != 0 {
+                    continue;
+                }
+            }
+            let now = Instant::now();
+            if now.duration_since(last_check) >= Duration::from_secs(1) {
+                self.housekeeping();
+                tick(self);
+                last_check = now;
+            }
+            if got > 0 || self.bridges.iter().any(Bridge::tx_pending) {
+                continue;
+            }
+            let since = *idle_from.get_or_insert(now);
+            if woke || now.duration_since(since) >= self.spin_for {
+                self.idle += now.duration_since(since);
+                self.sleep(self.max_sleep);
+                let after = Instant::now();
+                self.idle += after.duration_since(now);
+                idle_from = Some(after);
+                woke = true;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        self.housekeeping();
+        tick(self);
+    }
+
+    /// Carries out the commands waiting on the link, if any.
+    fn commands_pending(&mut self) {
+        let Some(link) = &self.link else { return };
+        if link.rx.is_empty() {
+            return;
+        }
+        let rx = link.rx.clone();
+        while let Ok(req) = rx.try_recv() {
+            let reply = self.apply(req.op);
+            self.commands += 1;
+            // The caller may have given up waiting; the reply (and whatever
+            // it carries) is then dropped here.
+            let _ = req.reply.send(reply);
+        }
+    }
+
+    /// Switches what every port has ready; returns frames received.
+    pub fn poll_once(&mut self) -> usize {
+        let mut total = 0;
+        for b in &mut self.bridges {
+            total += b.poll(&self.clock);
+        }
+        total
+    }
+
+    /// Once a second: timers without traffic, dead ports, XDP rule credits.
+    pub fn housekeeping(&mut self) {
+        let now = self.clock.now();
+        for b in &mut self.bridges {
+            b.pipe.run_timers(now);
+            b.check_ports();
+            b.credit_xdp(now);
+        }
+    }
+
+    fn sleep(&mut self, max: Duration) {
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        if let Some(l) = &self.link {
+            fds.push(libc::pollfd {
+                fd: l.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        for b in &self.bridges {
+            for p in b.ports.iter().filter(|p| p.alive) {
+                if let Some(d) = &p.dev {
+                    d.push_fds(&mut fds);
+                }
+            }
+        }
+        let ms = max.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid array of pollfd structs we own for the
+        // duration of the call; poll only writes their `revents`.
+        unsafe {
+            libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
+        }
+        if let Some(l) = &self.link {
+            let mut v = [0u8; 8];
+            // SAFETY: reads at most 8 bytes into `v`, which we own; the
+            // eventfd is non-blocking, so this returns at once when unset.
+            unsafe {
+                libc::read(l.wake.as_raw_fd(), v.as_mut_ptr().cast(), v.len());
+            }
+        }
+    }
+
+    /// The polling thread's counters.
+    pub fn stats(&self) -> EngineStats {
+        let run = self.started.elapsed();
+        EngineStats {
+            run_seconds: run.as_secs_f64(),
+            busy_seconds: run.saturating_sub(self.idle).as_secs_f64(),
+            commands: self.commands,
+        }
+    }
+
+    /// Every bridge's state, with its rules.
+    pub fn snapshot(&mut self) -> Vec<BridgeSnapshot> {
+        let now = self.clock.now();
+        self.bridges
+            .iter_mut()
+            .map(|b| b.snapshot(now, true))
+            .collect()
+    }
+
+    /// Reports for every bridge.
+    pub fn report(&mut self) -> Vec<BridgeReport> {
+        self.snapshot().iter().map(BridgeSnapshot::report).collect()
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+/// Commands a running [`Engine`] from another thread. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    tx: crossbeam_channel::Sender<Request>,
+    wake: Arc<OwnedFd>,
+}
+
+impl EngineHandle {
+    /// How long a command may take before the caller gives up.
+    pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Sends `op` to the polling thread and waits for it to be carried out.
+    /// The reply comes once the change is in effect: the next batch sees it.
+    pub fn call(&self, op: Op) -> Result<Reply, Error> {
+        let (rtx, rrx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Request { op, reply: rtx })
+            .map_err(|_| Error::Invalid("the switch's polling thread has stopped".into()))?;
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from `one`, which lives across the call, to
+        // an eventfd we hold open through `self.wake`.
+        unsafe {
+            libc::write(
+                self.wake.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+        rrx.recv_timeout(Self::TIMEOUT).map_err(|_| {
+            Error::Invalid("the switch's polling thread did not answer in time".into())
+        })
     }
 }

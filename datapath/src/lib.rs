@@ -19,6 +19,7 @@ pub mod error;
 pub mod flow;
 pub mod hash;
 pub mod key;
+pub mod live;
 pub mod mac;
 pub mod packet;
 pub mod parse;

@@ -273,6 +273,34 @@ impl MacTable {
         (Learned::New, evicted)
     }
 
+    /// What [`MacTable::learn_ex`] would do, without doing it.
+    pub fn preview(
+        &self,
+        mac: u64,
+        vlan: u16,
+        port: u16,
+        now: u64,
+        always_refresh: bool,
+    ) -> Learned {
+        if is_multicast(mac) {
+            return Learned::Ignored;
+        }
+        match self.map.get(&key(mac, vlan)) {
+            None => Learned::New,
+            Some(&i) => {
+                let e = self.slab[i as usize];
+                let age = self.aging.saturating_sub(e.expires.saturating_sub(now));
+                if e.port != port {
+                    Learned::Moved { from: e.port }
+                } else if age == 0 && !always_refresh {
+                    Learned::Unchanged
+                } else {
+                    Learned::Refreshed
+                }
+            }
+        }
+    }
+
     /// Removes entries that expired by second `now`. Cheap when called more
     /// than once a second: it only works when the second changes.
     #[inline]

@@ -126,6 +126,8 @@ struct PortState {
     limit: usize,
     /// The device is gone: nothing is sent to it, NORMAL leaves it out.
     down: bool,
+    /// The port was deleted; its slot waits for the next port added.
+    removed: bool,
     stats: PortStats,
     /// Frames waiting to be sent, oldest first.
     egress: Vec<PacketBuf>,
@@ -277,8 +279,19 @@ impl Pipeline {
         Ok(p)
     }
 
-    /// Adds a port; returns its index.
-    pub fn add_port(&mut self, cfg: PortConfig) -> Result<u16, Error> {
+    /// Checks `cfgs` as [`Pipeline::add_port`] would, one after another,
+    /// without building anything.
+    pub fn check_ports(cfgs: &[PortConfig]) -> Result<(), Error> {
+        for (i, c) in cfgs.iter().enumerate() {
+            Self::check_port(cfgs[..i].iter(), c)?;
+        }
+        Ok(())
+    }
+
+    fn check_port<'a>(
+        mut existing: impl Iterator<Item = &'a PortConfig> + Clone,
+        cfg: &PortConfig,
+    ) -> Result<(), Error> {
         if cfg.ofport == 0 || cfg.ofport >= crate::flow::action::OFPP_MAX {
             return Err(Error::Invalid(format!(
                 "port {}: ofport {} is out of range (1-{})",
@@ -287,16 +300,16 @@ impl Pipeline {
                 crate::flow::action::OFPP_MAX - 1
             )));
         }
-        if let Some(o) = self.ports.iter().find(|p| p.cfg.name == cfg.name) {
+        if let Some(o) = existing.clone().find(|p| p.name == cfg.name) {
             return Err(Error::Invalid(format!(
                 "port name {} is used twice (ofports {} and {})",
-                cfg.name, o.cfg.ofport, cfg.ofport
+                cfg.name, o.ofport, cfg.ofport
             )));
         }
-        if let Some(o) = self.ports.iter().find(|p| p.cfg.ofport == cfg.ofport) {
+        if let Some(o) = existing.find(|p| p.ofport == cfg.ofport) {
             return Err(Error::Invalid(format!(
                 "ofport {} is used by both {} and {}",
-                cfg.ofport, o.cfg.name, cfg.name
+                cfg.ofport, o.name, cfg.name
             )));
         }
         if let Some(m) = cfg.mtu {
@@ -308,20 +321,44 @@ impl Pipeline {
                 )));
             }
         }
-        let idx = self.ports.len() as u16;
+        Ok(())
+    }
+
+    /// Adds a port; returns its index.
+    pub fn add_port(&mut self, cfg: PortConfig) -> Result<u16, Error> {
+        Self::check_port(
+            self.ports.iter().filter(|p| !p.removed).map(|p| &p.cfg),
+            &cfg,
+        )?;
         let of = cfg.ofport as usize;
         if self.by_ofport.len() <= of {
             self.by_ofport.resize(of + 1, u16::MAX);
         }
-        self.by_ofport[of] = idx;
-        self.ports.push(PortState {
+        let state = PortState {
             limit: cfg.payload_limit(),
             down: false,
+            removed: false,
             cfg,
             stats: PortStats::default(),
             egress: Vec::with_capacity(self.opts.egress_limit),
-        });
+        };
+        // A deleted port's slot is reused first, so indices stay small.
+        let idx = match self.ports.iter().position(|p| p.removed) {
+            Some(i) => {
+                self.ports[i] = state;
+                i as u16
+            }
+            None => {
+                if self.ports.len() >= u16::MAX as usize - 1 {
+                    return Err(Error::Invalid("too many ports".into()));
+                }
+                self.ports.push(state);
+                (self.ports.len() - 1) as u16
+            }
+        };
+        self.by_ofport[of] = idx;
         self.mac.reserve_ports(self.ports.len());
+        self.emc.invalidate();
         // Room for every port to hold a burst of copies.
         for _ in 0..BURST {
             self.pool.put(PacketBuf::new());
@@ -343,6 +380,29 @@ impl Pipeline {
             }
         }
         self.emc.invalidate();
+    }
+
+    /// Deletes port `idx`: it is down for good, its number and name are
+    /// free again, what was learned on it is forgotten and what was queued
+    /// for it is dropped. Its slot is reused by the next [`Pipeline::add_port`].
+    pub fn remove_port(&mut self, idx: u16) {
+        let Some(p) = self.ports.get_mut(idx as usize) else {
+            return;
+        };
+        if p.removed {
+            return;
+        }
+        p.removed = true;
+        let of = p.cfg.ofport as usize;
+        if self.by_ofport.get(of) == Some(&idx) {
+            self.by_ofport[of] = u16::MAX;
+        }
+        self.set_port_down(idx, true);
+    }
+
+    /// True when slot `idx` holds no port (deleted, or never used).
+    pub fn port_removed(&self, idx: u16) -> bool {
+        self.ports.get(idx as usize).is_none_or(|p| p.removed)
     }
 
     /// True when the port is down.
@@ -367,14 +427,18 @@ impl Pipeline {
         self.tables.credit(id, packets, bytes, now);
     }
 
-    /// Number of ports.
+    /// Number of port slots (ports, and deleted ports' slots: see
+    /// [`Pipeline::port_removed`]).
     pub fn n_ports(&self) -> usize {
         self.ports.len()
     }
 
-    /// A port's configuration.
+    /// A port's configuration (`None` for a deleted port).
     pub fn port_config(&self, idx: u16) -> Option<&PortConfig> {
-        self.ports.get(idx as usize).map(|p| &p.cfg)
+        self.ports
+            .get(idx as usize)
+            .filter(|p| !p.removed)
+            .map(|p| &p.cfg)
     }
 
     /// A port's counters.
@@ -395,7 +459,7 @@ impl Pipeline {
     pub fn port_by_name(&self, name: &str) -> Option<u16> {
         self.ports
             .iter()
-            .position(|p| p.cfg.name == name)
+            .position(|p| !p.removed && p.cfg.name == name)
             .map(|i| i as u16)
     }
 
@@ -404,7 +468,7 @@ impl Pipeline {
         move |n: &str| {
             self.ports
                 .iter()
-                .find(|p| p.cfg.name == n)
+                .find(|p| !p.removed && p.cfg.name == n)
                 .map(|p| p.cfg.ofport)
         }
     }
@@ -415,6 +479,45 @@ impl Pipeline {
         self.emc.invalidate();
         self.timer_due = self.timer_due.min(self.tables.next_deadline());
         id
+    }
+
+    /// Puts `new` in place of the installed rules, all at once, and returns
+    /// the old ones. Rules of `new` with the same table, priority and match
+    /// as an installed rule keep its counters and timers (as
+    /// `ovs-ofctl replace-flows` leaves unchanged flows alone).
+    pub fn replace_rules(&mut self, mut new: FlowTables) -> FlowTables {
+        new.carry_from(&self.tables);
+        new.table_stats = std::mem::take(&mut self.tables.table_stats);
+        new.version = self.tables.version + 1;
+        let old = std::mem::replace(&mut self.tables, new);
+        self.emc.invalidate();
+        self.timer_due = self.timer_due.min(self.tables.next_deadline());
+        old
+    }
+
+    /// Traces `frame` arriving on port `in_idx` at `now` without changing
+    /// anything: no counters, no learning, nothing sent.
+    pub fn trace_dry(&mut self, in_idx: u16, frame: &[u8], now: Timestamp) -> Vec<TraceEvent> {
+        let mut batch = Batch::new(1);
+        batch.push_frame(
+            frame,
+            crate::packet::PacketMeta {
+                port: in_idx,
+                ts: now,
+                queue: 0,
+            },
+        );
+        let before: Vec<usize> = self.ports.iter().map(|p| p.egress.len()).collect();
+        let mut t = crate::trace::DryRun::default();
+        self.process(&mut batch, &mut t);
+        // What the dry run queued is thrown away uncounted; frames queued
+        // before it stay.
+        for (p, n) in self.ports.iter_mut().zip(before) {
+            for b in p.egress.drain(n.min(p.egress.len())..) {
+                self.pool.put(b);
+            }
+        }
+        t.0.events
     }
 
     /// Removes every rule.
@@ -559,11 +662,15 @@ impl Pipeline {
         let len = pkt.len();
         let in_idx = pkt.meta.port as usize;
         let Some(port) = self.ports.get_mut(in_idx) else {
-            self.unknown_port += 1;
+            if !T::DRY {
+                self.unknown_port += 1;
+            }
             return None;
         };
-        port.stats.rx_packets += 1;
-        port.stats.rx_bytes += len as u64;
+        if !T::DRY {
+            port.stats.rx_packets += 1;
+            port.stats.rx_bytes += len as u64;
+        }
         // Like OVS, the MTU is enforced on send only (a device's own MTU
         // already bounds what it receives).
         let early = if len < ETH_HEADER_LEN {
@@ -572,14 +679,18 @@ impl Pipeline {
             None
         };
         if let Some(r) = early {
-            port.stats.drops.add(r, 1);
+            if !T::DRY {
+                port.stats.drops.add(r, 1);
+            }
             if T::ENABLED {
                 t.record(TraceEvent::Dropped { reason: r });
             }
             return None;
         }
         let parsed = parse::extract(pkt.data(), port.cfg.ofport, key);
-        port.stats.malformed.add(parsed.note);
+        if !T::DRY {
+            port.stats.malformed.add(parsed.note);
+        }
         if T::ENABLED {
             t.record(TraceEvent::Parsed {
                 key: *key,
@@ -667,7 +778,7 @@ impl Pipeline {
     fn process_one<T: Tracer>(&mut self, batch: &mut Batch, i: usize, t: &mut T) {
         let meta = batch.frames()[i].meta;
         let now = meta.ts;
-        let expired = if now >= self.timer_due {
+        let expired = if !T::DRY && now >= self.timer_due {
             self.run_timers(now)
         } else {
             0
@@ -704,7 +815,9 @@ impl Pipeline {
                     self.pool.put(b);
                 }
             }
-            self.drop_on(in_idx, err);
+            if !T::DRY {
+                self.drop_on(in_idx, err);
+            }
             if T::ENABLED {
                 t.record(TraceEvent::Dropped { reason: err });
             }
@@ -714,7 +827,9 @@ impl Pipeline {
             self.enqueue_last(batch, i, out as usize, queue, t);
         }
         if x.outputs == 0 {
-            self.drop_on(in_idx, x.reason);
+            if !T::DRY {
+                self.drop_on(in_idx, x.reason);
+            }
             if T::ENABLED {
                 t.record(TraceEvent::Dropped { reason: x.reason });
             }
@@ -736,7 +851,9 @@ impl Pipeline {
         } else {
             return true;
         };
-        p.stats.drops.add(r, 1);
+        if !T::DRY {
+            p.stats.drops.add(r, 1);
+        }
         if T::ENABLED {
             t.record(TraceEvent::EgressDrop {
                 port: out as u16,
@@ -820,8 +937,9 @@ impl Pipeline {
         t: &mut T,
     ) {
         let rule = found.rule;
-        let ts = &mut self.tables.table_stats[table as usize];
-        ts.lookups += 1;
+        if !T::DRY {
+            self.tables.table_stats[table as usize].lookups += 1;
+        }
         if rule == NO_RULE {
             if T::ENABLED {
                 t.record(TraceEvent::Lookup {
@@ -836,8 +954,13 @@ impl Pipeline {
             }
             return;
         }
-        ts.matched += 1;
-        let Some((n, normal_only)) = self.tables.hit(rule, x.in_len, x.now) else {
+        let hit = if T::DRY {
+            self.tables.peek(rule)
+        } else {
+            self.tables.table_stats[table as usize].matched += 1;
+            self.tables.hit(rule, x.in_len, x.now)
+        };
+        let Some((n, normal_only)) = hit else {
             return;
         };
         if T::ENABLED {
@@ -1133,9 +1256,15 @@ impl Pipeline {
         }
         let src = x.key.dl_src();
         let grat = is_gratuitous_arp(&x.key);
-        let (res, evicted) = self
-            .mac
-            .learn_ex(src, vlan, in_idx as u16, x.now.secs(), grat);
+        let (res, evicted) = if T::DRY {
+            let r = self
+                .mac
+                .preview(src, vlan, in_idx as u16, x.now.secs(), grat);
+            (r, None)
+        } else {
+            self.mac
+                .learn_ex(src, vlan, in_idx as u16, x.now.secs(), grat)
+        };
         if T::ENABLED {
             t.record(TraceEvent::Learn {
                 vlan,
@@ -1336,6 +1465,16 @@ impl Pipeline {
 
 /// Formats a rule like `ovs-ofctl dump-flows` does, counters included.
 pub fn dump_flow(r: &Installed, now: Timestamp) -> String {
+    dump_rule(&r.rule, &r.stats, now)
+}
+
+/// [`dump_flow`] for a rule and its counters held apart.
+pub fn dump_rule(rule: &Rule, stats: &crate::table::RuleStats, now: Timestamp) -> String {
+    struct View<'a> {
+        rule: &'a Rule,
+        stats: &'a crate::table::RuleStats,
+    }
+    let r = View { rule, stats };
     // OVS keeps flow times in whole milliseconds.
     let ms = |t: Timestamp| t.0 / 1_000_000;
     let dur = ms(now).saturating_sub(ms(r.stats.installed));

@@ -243,6 +243,39 @@ impl FlowTables {
         }
     }
 
+    /// Gives every rule that has the same table, priority and match as a
+    /// rule of `old` that rule's counters and times (so its timeouts run on
+    /// as before).
+    pub fn carry_from(&mut self, old: &FlowTables) {
+        if old.is_empty() {
+            return;
+        }
+        let mut next = NEVER;
+        for s in self.slots.iter_mut() {
+            let Some(r) = s else { continue };
+            let t = r.rule.table as usize;
+            if let Some((oid, _)) = old.tables[t].find_exact(&r.rule.matches, r.rule.priority) {
+                if let Some(Some(o)) = old.slots.get(oid as usize) {
+                    r.stats = o.stats;
+                }
+            }
+            if let Some(d) = r.deadline() {
+                next = next.min(d);
+            }
+        }
+        self.next_deadline = next;
+        self.version += 1;
+    }
+
+    /// What [`FlowTables::hit`] returns, without counting.
+    #[inline]
+    pub fn peek(&self, id: u32) -> Option<(usize, bool)> {
+        match self.slots.get(id as usize) {
+            Some(Some(r)) => Some((r.rule.actions.len(), r.normal_only)),
+            _ => None,
+        }
+    }
+
     /// Adds `packets`/`bytes` matched outside the pipeline to rule `id`.
     pub fn credit(&mut self, id: u32, packets: u64, bytes: u64, now: Timestamp) {
         if let Some(Some(r)) = self.slots.get_mut(id as usize) {

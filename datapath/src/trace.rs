@@ -123,8 +123,24 @@ pub enum TraceEvent {
 pub trait Tracer {
     /// False for tracers that discard everything (lets calls compile away).
     const ENABLED: bool;
+    /// True for a dry run: the pipeline decides as usual but changes
+    /// nothing (no counters, no learning, no timers); the caller discards
+    /// the outputs. Live traces use it so tracing never disturbs traffic.
+    const DRY: bool = false;
     /// Records one event.
     fn record(&mut self, e: TraceEvent);
+}
+
+/// Records everything, in a dry run (see [`Tracer::DRY`]).
+#[derive(Debug, Default, Clone)]
+pub struct DryRun(pub TraceLog);
+
+impl Tracer for DryRun {
+    const ENABLED: bool = true;
+    const DRY: bool = true;
+    fn record(&mut self, e: TraceEvent) {
+        self.0.events.push(e);
+    }
 }
 
 /// Records nothing.

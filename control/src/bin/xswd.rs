@@ -1,11 +1,17 @@
 //! `xswd`: the xsw switch daemon.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use xsw_datapath::engine::Engine;
+use xsw_control::server::{self, Absent, Server};
+use xsw_control::spec::BridgeSpec;
+use xsw_control::store::Store;
+use xsw_datapath::engine::{Bridge, Device, Engine};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -13,22 +19,66 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
+const AFTER_HELP: &str = "\
+Example configuration (xswd.toml):
+
+  [[bridge]]
+  name = \"br0\"
+
+  [[bridge.port]]
+  name = \"vm1\"
+  ofport = 1
+  interface = \"tap-vm1\"
+
+  [[bridge.port]]
+  name = \"uplink\"
+  ofport = 2
+  interface = \"veth-up\"
+  vlan_mode = \"trunk\"
+
+Run it, then manage it with xsw:
+
+  xswd --config xswd.toml
+  xsw show
+  xsw flow add br0 'priority=100,tcp,tp_dst=22,actions=drop'
+
+State: every change made with xsw is saved under --state-dir; on the next
+start xswd restores bridges, ports and rules from there, and --config is
+not applied again (it declares the initial state; --reset-state applies it
+afresh). Ports whose interface is missing at restore (a VM not started yet)
+are kept and opened as soon as the interface appears.";
+
 /// xswd: runs xsw's bridges on real interfaces (AF_XDP ports with an XDP
-/// classifier, internal tap ports), in the foreground, logging to stderr.
-/// Stops cleanly on SIGINT/SIGTERM, detaching its XDP programs.
+/// classifier, internal tap ports), in the foreground, logging to stderr,
+/// and serves the control socket that `xsw` talks to. Stops cleanly on
+/// SIGINT/SIGTERM, detaching its XDP programs.
 #[derive(Parser, Debug)]
-#[command(
-    name = "xswd",
-    version,
-    after_help = "Example configuration (xswd.toml):\n\n  [[bridge]]\n  name = \"br0\"\n\n  [[bridge.port]]\n  name = \"vm1\"\n  ofport = 1\n  interface = \"tap-vm1\"\n\n  [[bridge.port]]\n  name = \"uplink\"\n  ofport = 2\n  interface = \"veth-up\"\n  vlan_mode = \"trunk\"\n\nRun: xswd --config xswd.toml"
-)]
+#[command(name = "xswd", version, after_help = AFTER_HELP)]
 struct Args {
-    /// The configuration file (TOML: [[bridge]] tables with [[bridge.port]] tables).
+    /// The initial configuration (TOML: [[bridge]] tables with
+    /// [[bridge.port]] tables), applied when the state directory holds no
+    /// state yet. Without it and without state, xswd starts with no bridges.
     #[arg(long, short)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Where the state is saved (state.json).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/xsw")]
+    state_dir: PathBuf,
+    /// Keep no state: nothing is saved or restored.
+    #[arg(long, conflicts_with = "reset_state")]
+    no_state: bool,
+    /// Forget the saved state and start from --config (or from nothing).
+    #[arg(long)]
+    reset_state: bool,
+    /// The control socket.
+    #[arg(long, value_name = "PATH", default_value = xsw_control::proto::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Serve Prometheus metrics over HTTP on this address (e.g.
+    /// 127.0.0.1:9477): GET /metrics.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
     /// Write counters (ports, XDP verdicts, rules) as JSON to this file
     /// every second and at exit.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     stats_file: Option<PathBuf>,
     /// Keep polling the rings for this many microseconds after the last
     /// frame before sleeping until traffic wakes the switch. Longer keeps
@@ -38,13 +88,172 @@ struct Args {
     busy_poll_us: u64,
 }
 
-fn write_stats(path: &PathBuf, engine: &Engine) {
+fn write_stats(path: &Path, server: &Server) {
     let tmp = path.with_extension("tmp");
-    if let Ok(json) = serde_json::to_string_pretty(&engine.report()) {
+    let Ok(v) = server.stats_json() else { return };
+    if let Ok(json) = serde_json::to_string_pretty(&v) {
         if std::fs::write(&tmp, json).is_ok() {
             let _ = std::fs::rename(&tmp, path);
         }
     }
+}
+
+/// Builds the bridges. With `strict`, a port that cannot be opened is an
+/// error; otherwise it is left out, kept in the model and retried.
+fn build(specs: &[BridgeSpec], strict: bool) -> Result<(Vec<Bridge>, Vec<Absent>)> {
+    let mut bridges = Vec::new();
+    let mut absent = Vec::new();
+    for s in specs {
+        let mut def = s.to_def().map_err(|e| anyhow!(e))?;
+        let mut devs = Vec::new();
+        let mut kept = Vec::new();
+        for p in def.ports.drain(..) {
+            match Device::open(&p) {
+                Ok(d) => {
+                    devs.push(d);
+                    kept.push(p);
+                }
+                Err(e) if !strict => {
+                    tracing::warn!(
+                        "bridge {}: port {}: {e}; kept, and opened once its interface appears",
+                        s.name,
+                        p.cfg.name
+                    );
+                    absent.push(Absent {
+                        bridge: s.name.clone(),
+                        port: p.cfg.name.clone(),
+                        why: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(anyhow!("bridge {}: {e}", s.name)),
+            }
+        }
+        def.ports = kept;
+        bridges.push(Bridge::from_parts(def, devs)?);
+    }
+    Ok((bridges, absent))
+}
+
+fn run(args: Args) -> Result<()> {
+    if !xsw_datapath::port::netdev::is_root() {
+        bail!("xswd must run as root: it attaches XDP programs and opens AF_XDP sockets");
+    }
+    let store = (!args.no_state).then(|| Store::new(&args.state_dir));
+    if let Some(s) = &store {
+        s.clean();
+        if args.reset_state {
+            s.reset()?;
+            tracing::info!(
+                "state in {} forgotten (--reset-state)",
+                args.state_dir.display()
+            );
+        }
+    }
+    let restored = match &store {
+        Some(s) => s.load().map_err(|e| {
+            anyhow!("{e}\nthe saved state cannot be read: move the file away, or start with --reset-state")
+        })?,
+        None => None,
+    };
+    let (specs, strict) = match restored {
+        Some(b) => {
+            tracing::info!(
+                "restored {} bridge(s) from {}",
+                b.len(),
+                args.state_dir.join("state.json").display()
+            );
+            if let Some(c) = &args.config {
+                tracing::info!(
+                    "{} is not applied: the saved state wins (--reset-state applies it afresh)",
+                    c.display()
+                );
+            }
+            (b, false)
+        }
+        None => match &args.config {
+            Some(c) => (xsw_control::config::load(c)?, true),
+            None => {
+                tracing::info!("no bridges yet: add one with `xsw bridge add NAME`");
+                (Vec::new(), true)
+            }
+        },
+    };
+    let (bridges, absent) = build(&specs, strict)?;
+    let mut engine = Engine::new();
+    engine.spin_for = Duration::from_micros(args.busy_poll_us);
+    for b in bridges {
+        engine.push_bridge(b);
+    }
+    for line in engine.describe() {
+        tracing::info!("{line}");
+    }
+    let handle = engine.handle()?;
+    let engine_stop = Arc::new(AtomicBool::new(false));
+    let es = engine_stop.clone();
+    let poller = std::thread::Builder::new()
+        .name("xswd-poll".into())
+        .spawn(move || {
+            engine.run(&es);
+            engine
+        })
+        .context("starting the polling thread")?;
+
+    let server = Arc::new(Server::new(specs, absent, handle, store));
+    if let Err(e) = server.save_now() {
+        tracing::warn!("{e}");
+    }
+    let listener = server::bind(&args.socket).map_err(|e| anyhow!("control socket {e}"))?;
+    let net_stop = Arc::new(AtomicBool::new(false));
+    {
+        let (s, st) = (server.clone(), net_stop.clone());
+        std::thread::Builder::new()
+            .name("xswd-accept".into())
+            .spawn(move || server::accept_loop(s, listener, st))?;
+    }
+    if let Some(addr) = &args.metrics {
+        let l = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("--metrics {addr}: cannot listen there"))?;
+        tracing::info!("metrics on http://{}/metrics", l.local_addr()?);
+        let (s, st) = (server.clone(), net_stop.clone());
+        std::thread::Builder::new()
+            .name("xswd-metrics".into())
+            .spawn(move || xsw_control::metrics::serve(s, l, st))?;
+    }
+    tracing::info!("control socket {}", args.socket.display());
+    tracing::info!("ready");
+
+    let mut last_stats = Instant::now();
+    let mut last_retry = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        if poller.is_finished() {
+            break;
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            if let Some(p) = &args.stats_file {
+                write_stats(p, &server);
+            }
+        }
+        if last_retry.elapsed() >= Duration::from_secs(2) {
+            last_retry = Instant::now();
+            server.retry_absent();
+        }
+    }
+    tracing::info!("stopping");
+    if let Some(p) = &args.stats_file {
+        write_stats(p, &server);
+    }
+    net_stop.store(true, Ordering::SeqCst);
+    let _ = std::fs::remove_file(&args.socket);
+    engine_stop.store(true, Ordering::SeqCst);
+    match poller.join() {
+        // Dropping the engine detaches the XDP programs and closes the taps.
+        Ok(engine) => drop(engine),
+        Err(_) => bail!("the polling thread failed"),
+    }
+    tracing::info!("stopped; XDP programs detached");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -58,17 +267,6 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    let defs = match xsw_control::config::load(&args.config) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if !xsw_datapath::port::netdev::is_root() {
-        tracing::error!("xswd must run as root: it attaches XDP programs and opens AF_XDP sockets");
-        return ExitCode::FAILURE;
-    }
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is
         // async-signal-safe; the function pointer is valid for the whole
@@ -77,25 +275,11 @@ fn main() -> ExitCode {
             libc::signal(sig, on_signal as *const () as libc::sighandler_t);
         }
     }
-    let mut engine = match Engine::start(defs) {
-        Ok(e) => e,
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
         }
-    };
-    engine.spin_for = std::time::Duration::from_micros(args.busy_poll_us);
-    for line in engine.describe() {
-        tracing::info!("{line}");
     }
-    tracing::info!("ready");
-    let stats = args.stats_file.clone();
-    engine.run_with(&STOP, |e| {
-        if let Some(p) = &stats {
-            write_stats(p, e);
-        }
-    });
-    drop(engine);
-    tracing::info!("stopped; XDP programs detached");
-    ExitCode::SUCCESS
 }

@@ -168,46 +168,103 @@ pub fn veth(a: &Netns, an: &str, b: &Netns, bn: &str, mtu: u32, queues: u32) {
     b.ip(&["link", "set", bn, "mtu", &m, "up"]);
 }
 
-/// A running xswd, stopped (SIGTERM, then waited for) on drop.
+/// A running xswd, stopped (SIGTERM, then waited for) on drop. Its
+/// socket, state directory and stats file live in a directory of its own.
 pub struct Xswd {
     child: Option<Child>,
     pub log: std::sync::Arc<Mutex<String>>,
     pub stats: PathBuf,
     pub dir: PathBuf,
+    ns: String,
+    args: Vec<String>,
 }
 
 impl Xswd {
     /// Starts xswd in `ns` with `config`; waits for "ready".
     pub fn start(ns: &Netns, config: &str, flows: Option<&str>) -> Xswd {
-        let dir = std::env::temp_dir().join(format!("{}-xswd", ns.name));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let dir = Self::fresh_dir(ns);
         if let Some(f) = flows {
             std::fs::write(dir.join("flows.txt"), f).expect("flows");
         }
         std::fs::write(dir.join("xswd.toml"), config).expect("config");
-        let stats = dir.join("stats.json");
+        let cfg = dir.join("xswd.toml").display().to_string();
+        Self::launch(ns, dir, &["--config", &cfg])
+    }
+
+    /// A new, empty directory for an xswd in `ns`.
+    pub fn fresh_dir(ns: &Netns) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("{}-xswd", ns.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        dir
+    }
+
+    /// Starts xswd in `ns` with its files in `dir` and extra arguments.
+    pub fn launch(ns: &Netns, dir: PathBuf, extra: &[&str]) -> Xswd {
+        let mut x = Xswd {
+            child: None,
+            log: std::sync::Arc::new(Mutex::new(String::new())),
+            stats: dir.join("stats.json"),
+            dir,
+            ns: ns.name.clone(),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        x.spawn();
+        x
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("xswd.sock")
+    }
+
+    /// Stops xswd and starts it again with the same files and arguments.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs `xsw --socket SOCKET ARGS...`: (success, stdout, stderr).
+    pub fn xsw(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_xsw"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("run xsw");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs xsw and requires success; returns stdout.
+    pub fn xsw_ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.xsw(args);
+        assert!(ok, "xsw {args:?} failed: {err}{out}");
+        out
+    }
+
+    fn spawn(&mut self) {
         let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns.name,
-                env!("CARGO_BIN_EXE_xswd"),
-                "--config",
-            ])
-            .arg(dir.join("xswd.toml"))
+            .args(["netns", "exec", &self.ns, env!("CARGO_BIN_EXE_xswd")])
+            .args(&self.args)
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.dir.join("state"))
             .arg("--stats-file")
-            .arg(&stats)
+            .arg(&self.stats)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn xswd");
-        let log = std::sync::Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let err = child.stderr.take().expect("stderr");
-        let l2 = log.clone();
+        let l2 = self.log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if line.contains("ready") {
@@ -221,17 +278,11 @@ impl Xswd {
             let _ = tx.send(false);
         });
         let ready = rx.recv_timeout(Duration::from_secs(20)).unwrap_or(false);
-        let mut x = Xswd {
-            child: Some(child),
-            log,
-            stats,
-            dir,
-        };
+        self.child = Some(child);
         if !ready {
-            let log = x.stop();
+            let log = self.stop();
             panic!("xswd did not become ready:\n{log}");
         }
-        x
     }
 
     /// Kills xswd with SIGKILL, as a crash would (its XDP programs stay).
@@ -295,7 +346,7 @@ impl Xswd {
     /// A port's entry in the stats report.
     pub fn port(&self, bridge: usize, port: &str) -> serde_json::Value {
         let s = self.stats();
-        s[bridge]["ports"]
+        s["bridges"][bridge]["ports"]
             .as_array()
             .and_then(|ps| ps.iter().find(|p| p["name"] == port).cloned())
             .unwrap_or(serde_json::Value::Null)

@@ -373,7 +373,7 @@ impl AfXdpPort {
         added
     }
 
-    fn refresh_stats(&mut self) {
+    fn refresh_counters(&mut self) {
         // Each socket has its own kernel counters: the port's are the sums.
         let (mut dropped, mut full, mut empty) = (0, 0, 0);
         for q in &self.queues {
@@ -494,12 +494,16 @@ impl Port for AfXdpPort {
         Ok(sent)
     }
 
+    fn refresh_stats(&mut self) {
+        self.refresh_counters();
+    }
+
     fn backend_stats(&self) -> BackendStats {
         self.stats
     }
 
     fn flush(&mut self) -> Result<(), PortError> {
-        self.refresh_stats();
+        self.refresh_counters();
         if netdev::ifindex(&self.info.name) != Some(self.info.ifindex) {
             self.gone = true;
             return Err(PortError::Gone);

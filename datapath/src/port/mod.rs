@@ -104,6 +104,10 @@ pub trait Port {
         Ok(())
     }
 
+    /// Brings the backend's counters up to date (they may be read from the
+    /// kernel); called before reports, not per frame.
+    fn refresh_stats(&mut self) {}
+
     /// The backend's own counters.
     fn backend_stats(&self) -> BackendStats {
         BackendStats::default()

@@ -1,0 +1,896 @@
+//! The control server inside `xswd`: answers [`crate::proto`] requests,
+//! keeps the model of bridges and ports, drives the polling thread through
+//! its [`EngineHandle`], and saves every accepted change.
+//!
+//! Changes are serialised by one lock on the model, held only by control
+//! threads (the polling thread never takes it). Each change is checked
+//! completely first (names, numbers, VLANs, every rule); then the expensive
+//! part is done here (parsing, building a whole replacement table, opening
+//! a device); then the polling thread is handed the result, which it puts
+//! in place between two batches; then the state is saved.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use xsw_datapath::clock::{Clock, SystemClock};
+use xsw_datapath::engine::{BridgeSnapshot, Device, EngineHandle, EngineStats};
+use xsw_datapath::flow::{parse_match_spec, Rule};
+use xsw_datapath::live::{Op, Reply};
+use xsw_datapath::table::FlowTables;
+use xsw_datapath::trace::TraceJson;
+
+use crate::proto::{Code, Command, ErrorBody, Request, Response, MAX_LINE, VERSION};
+use crate::spec::{check_name, BridgeSpec, PortSpec};
+use crate::store::Store;
+
+type Res = Result<Value, ErrorBody>;
+
+/// Bridges and ports as declared, and ports whose device is not open.
+#[derive(Debug, Default)]
+struct Model {
+    bridges: Vec<BridgeSpec>,
+    /// (bridge, port) → why its device is not open (it is retried).
+    absent: HashMap<(String, String), String>,
+}
+
+impl Model {
+    fn bridge(&self, name: &str) -> Result<&BridgeSpec, ErrorBody> {
+        self.bridges
+            .iter()
+            .find(|b| b.name == name)
+            .ok_or_else(|| not_found_bridge(name))
+    }
+    fn bridge_mut(&mut self, name: &str) -> Result<&mut BridgeSpec, ErrorBody> {
+        self.bridges
+            .iter_mut()
+            .find(|b| b.name == name)
+            .ok_or_else(|| not_found_bridge(name))
+    }
+}
+
+fn not_found_bridge(name: &str) -> ErrorBody {
+    ErrorBody::new(
+        Code::NotFound,
+        format!("no bridge named {name} (xsw show lists them)"),
+    )
+}
+
+fn internal(msg: impl std::fmt::Display) -> ErrorBody {
+    ErrorBody::new(Code::Internal, msg.to_string())
+}
+
+/// A port whose device could not be opened (it is retried).
+#[derive(Debug, Clone)]
+pub struct Absent {
+    /// Bridge name.
+    pub bridge: String,
+    /// Port name.
+    pub port: String,
+    /// Why it is not open.
+    pub why: String,
+}
+
+/// The server.
+#[derive(Debug)]
+pub struct Server {
+    model: Mutex<Model>,
+    engine: EngineHandle,
+    store: Option<Store>,
+    connections: AtomicUsize,
+}
+
+/// Most connections served at once.
+const MAX_CONNECTIONS: usize = 256;
+
+impl Server {
+    /// A server over a running engine that already holds `bridges`; ports
+    /// listed in `absent` (bridge, port, why) are not open yet.
+    pub fn new(
+        bridges: Vec<BridgeSpec>,
+        absent: Vec<Absent>,
+        engine: EngineHandle,
+        store: Option<Store>,
+    ) -> Server {
+        Server {
+            model: Mutex::new(Model {
+                bridges,
+                absent: absent
+                    .into_iter()
+                    .map(|a| ((a.bridge, a.port), a.why))
+                    .collect(),
+            }),
+            engine,
+            store,
+            connections: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Model> {
+        // A thread that panicked while holding the lock left the model as
+        // it was before its change (changes are made after all checks).
+        self.model.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the model to the state directory.
+    fn save(&self, m: &Model) -> Result<(), ErrorBody> {
+        match &self.store {
+            Some(s) => s
+                .save(&m.bridges)
+                .map_err(|e| internal(format!("could not save the state: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Saves the current model (at start, so the state directory holds what runs).
+    pub fn save_now(&self) -> Result<(), ErrorBody> {
+        let m = self.lock();
+        self.save(&m)
+    }
+
+    fn call(&self, op: Op) -> Result<Reply, ErrorBody> {
+        match self.engine.call(op).map_err(internal)? {
+            Reply::Failed(msg, _garbage) => Err(internal(msg)),
+            r => Ok(r),
+        }
+    }
+
+    fn snapshot(
+        &self,
+        bridge: Option<&str>,
+        rules: bool,
+    ) -> Result<(Vec<BridgeSnapshot>, EngineStats), ErrorBody> {
+        match self.call(Op::Snapshot {
+            bridge: bridge.map(str::to_string),
+            rules,
+        })? {
+            Reply::Snapshot(s, e) => Ok((s, e)),
+            other => Err(internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Reads the live rules of `bridge` back into the model (after a change).
+    fn refresh_flows(&self, m: &mut Model, bridge: &str) -> Result<(), ErrorBody> {
+        let (snaps, _) = self.snapshot(Some(bridge), true)?;
+        let flows = snaps
+            .first()
+            .and_then(|s| s.rules.as_ref())
+            .map(|rs| rs.iter().map(|r| r.rule.to_string()).collect())
+            .unwrap_or_default();
+        m.bridge_mut(bridge)?.flows = Some(flows);
+        Ok(())
+    }
+
+    /// Answers one request.
+    pub fn handle(&self, cmd: Command) -> Res {
+        match cmd {
+            Command::Hello => Ok(json!({
+                "version": VERSION,
+                "daemon": format!("xswd {}", env!("CARGO_PKG_VERSION")),
+                "pid": std::process::id(),
+            })),
+            Command::Show { bridge } => self.show(bridge.as_deref()),
+            Command::BridgeAdd {
+                name,
+                mac_aging,
+                mac_table_size,
+            } => self.bridge_add(&name, mac_aging, mac_table_size),
+            Command::BridgeDel { name } => self.bridge_del(&name),
+            Command::PortAdd { bridge, port } => self.port_add(&bridge, port),
+            Command::PortDel { bridge, name } => self.port_del(&bridge, &name),
+            Command::PortStats { bridge } => {
+                self.lock().bridge(&bridge)?;
+                let (snaps, _) = self.snapshot(Some(&bridge), false)?;
+                let ports = snaps.first().map(|s| s.ports.clone()).unwrap_or_default();
+                Ok(json!({ "ports": ports }))
+            }
+            Command::FlowAdd { bridge, flows } => self.flow_add(&bridge, &flows),
+            Command::FlowDel {
+                bridge,
+                matches,
+                strict,
+            } => self.flow_del(&bridge, matches.as_deref(), strict),
+            Command::FlowReplace { bridge, flows } => self.flow_replace(&bridge, &flows),
+            Command::FlowDump { bridge } => {
+                self.lock().bridge(&bridge)?;
+                let (snaps, _) = self.snapshot(Some(&bridge), true)?;
+                let s = snaps.first().ok_or_else(|| not_found_bridge(&bridge))?;
+                let flows: Vec<_> = s.rules.iter().flatten().map(|r| r.report(s.at)).collect();
+                Ok(json!({ "flows": flows }))
+            }
+            Command::FdbShow { bridge } => {
+                self.lock().bridge(&bridge)?;
+                match self.call(Op::Fdb { bridge })? {
+                    Reply::Fdb(rows) => Ok(json!({ "entries": rows })),
+                    other => Err(internal(format!("unexpected reply {other:?}"))),
+                }
+            }
+            Command::FdbFlush { bridge } => {
+                let _m = self.lock();
+                _m.bridge(&bridge)?;
+                match self.call(Op::FlushFdb { bridge })? {
+                    Reply::Count(n) => Ok(json!({ "flushed": n })),
+                    other => Err(internal(format!("unexpected reply {other:?}"))),
+                }
+            }
+            Command::Trace {
+                bridge,
+                in_port,
+                frame,
+            } => self.trace(&bridge, &in_port, &frame),
+            Command::Metrics => {
+                let (snaps, stats) = self.snapshot(None, false)?;
+                Ok(json!({ "text": crate::metrics::render(&snaps, &stats) }))
+            }
+        }
+    }
+
+    fn show(&self, bridge: Option<&str>) -> Res {
+        let m = self.lock();
+        if let Some(b) = bridge {
+            m.bridge(b)?;
+        }
+        let (snaps, stats) = self.snapshot(bridge, false)?;
+        let mut out = Vec::new();
+        for b in m
+            .bridges
+            .iter()
+            .filter(|b| bridge.is_none_or(|n| n == b.name))
+        {
+            let snap = snaps.iter().find(|s| s.name == b.name);
+            let ports: Vec<Value> = b
+                .ports
+                .iter()
+                .map(|p| {
+                    let live = snap.and_then(|s| s.ports.iter().find(|x| x.name == p.name));
+                    let absent = m.absent.get(&(b.name.clone(), p.name.clone()));
+                    json!({
+                        "name": p.name,
+                        "ofport": p.ofport,
+                        "interface": p.iface(),
+                        "type": p.port_type().name(),
+                        "vlan": p.vlan_text(),
+                        "vlan_mode": p.vlan_mode,
+                        "tag": p.tag,
+                        "trunks": p.trunks,
+                        "mtu": p.mtu,
+                        "xdp_mode": live.and_then(|l| l.xdp_mode),
+                        "device": live.map(|l| l.device.clone()),
+                        "state": match (live, absent) {
+                            (Some(l), _) if l.up => "up".to_string(),
+                            (Some(_), _) => "down (device gone)".to_string(),
+                            (None, Some(why)) => format!("not open: {why}"),
+                            (None, None) => "not open".to_string(),
+                        },
+                    })
+                })
+                .collect();
+            out.push(json!({
+                "name": b.name,
+                "mac_aging": b.options().map(|o| o.mac_aging_secs).unwrap_or_default(),
+                "mac_table_size": b.options().map(|o| o.mac_max_entries).unwrap_or_default(),
+                "ports": ports,
+                "flows": snap.map_or(0, |s| s.n_rules),
+                "mac_entries": snap.map_or(0, |s| s.mac_entries),
+            }));
+        }
+        Ok(json!({ "bridges": out, "engine": stats }))
+    }
+
+    fn bridge_add(&self, name: &str, mac_aging: Option<u64>, mac_table_size: Option<usize>) -> Res {
+        check_name("bridge", name).map_err(|m| ErrorBody::new(Code::Invalid, m).at("name"))?;
+        let mut m = self.lock();
+        if m.bridges.iter().any(|b| b.name == name) {
+            return Err(ErrorBody::new(
+                Code::Exists,
+                format!("bridge {name} exists"),
+            ));
+        }
+        let mut spec = BridgeSpec::new(name);
+        spec.mac_aging = mac_aging;
+        spec.mac_table_size = mac_table_size;
+        let def = spec
+            .to_def()
+            .map_err(|e| ErrorBody::new(Code::Invalid, e))?;
+        spec.flows = Some(def.rules.iter().map(Rule::to_string).collect());
+        let bridge = xsw_datapath::engine::Bridge::build(def).map_err(internal)?;
+        let mut next = m.bridges.clone();
+        next.push(spec.clone());
+        if let Some(s) = &self.store {
+            s.save(&next)
+                .map_err(|e| internal(format!("could not save the state: {e}")))?;
+        }
+        if let Err(e) = self.call(Op::AddBridge(Box::new(bridge))) {
+            let _ = self.save(&m);
+            return Err(e);
+        }
+        m.bridges.push(spec);
+        Ok(json!({}))
+    }
+
+    fn bridge_del(&self, name: &str) -> Res {
+        let mut m = self.lock();
+        m.bridge(name)?;
+        let next: Vec<BridgeSpec> = m
+            .bridges
+            .iter()
+            .filter(|b| b.name != name)
+            .cloned()
+            .collect();
+        if let Some(s) = &self.store {
+            s.save(&next)
+                .map_err(|e| internal(format!("could not save the state: {e}")))?;
+        }
+        // The bridge comes back as garbage: its ports close here.
+        let r = self.call(Op::DelBridge {
+            bridge: name.to_string(),
+        });
+        m.bridges = next;
+        m.absent.retain(|(b, _), _| b != name);
+        drop(r?);
+        Ok(json!({}))
+    }
+
+    fn port_add(&self, bridge: &str, mut port: PortSpec) -> Res {
+        let mut m = self.lock();
+        let b = m.bridge(bridge)?;
+        if b.ports.iter().any(|p| p.name == port.name) {
+            return Err(ErrorBody::new(
+                Code::Exists,
+                format!("bridge {bridge} already has a port {}", port.name),
+            ));
+        }
+        if port.ofport == 0 {
+            port.ofport = b.free_ofport();
+        }
+        let iface = port.iface().to_string();
+        for ob in &m.bridges {
+            if let Some(op) = ob.ports.iter().find(|p| p.iface() == iface) {
+                return Err(ErrorBody::new(
+                    Code::Exists,
+                    format!(
+                        "interface {iface} is already port {} of bridge {}",
+                        op.name, ob.name
+                    ),
+                ));
+            }
+        }
+        let mut spec = b.clone();
+        spec.ports.push(port.clone());
+        let defs = spec
+            .check_ports()
+            .map_err(|e| ErrorBody::new(Code::Invalid, e).at("port"))?;
+        let Some(def) = defs.last() else {
+            return Err(internal("port vanished"));
+        };
+        let dev = Device::open(def).map_err(|e| ErrorBody::new(Code::Device, e.to_string()))?;
+        let mut next = m.bridges.clone();
+        if let Some(nb) = next.iter_mut().find(|x| x.name == bridge) {
+            nb.ports.push(port.clone());
+        }
+        if let Some(s) = &self.store {
+            s.save(&next)
+                .map_err(|e| internal(format!("could not save the state: {e}")))?;
+        }
+        let r = self.call(Op::AddPort {
+            bridge: bridge.to_string(),
+            cfg: def.cfg.clone(),
+            dev,
+        });
+        if let Err(e) = r {
+            let _ = self.save(&m);
+            return Err(e);
+        }
+        m.bridges = next;
+        tracing::info!("bridge {bridge}: port {} added ({iface})", port.name);
+        Ok(json!({ "ofport": port.ofport }))
+    }
+
+    fn port_del(&self, bridge: &str, name: &str) -> Res {
+        let mut m = self.lock();
+        let b = m.bridge(bridge)?;
+        if !b.ports.iter().any(|p| p.name == name) {
+            return Err(ErrorBody::new(
+                Code::NotFound,
+                format!("bridge {bridge} has no port {name}"),
+            ));
+        }
+        let mut next = m.bridges.clone();
+        if let Some(nb) = next.iter_mut().find(|x| x.name == bridge) {
+            nb.ports.retain(|p| p.name != name);
+        }
+        if let Some(s) = &self.store {
+            s.save(&next)
+                .map_err(|e| internal(format!("could not save the state: {e}")))?;
+        }
+        let key = (bridge.to_string(), name.to_string());
+        let was_absent = m.absent.remove(&key).is_some();
+        m.bridges = next;
+        if !was_absent {
+            // Its device comes back as garbage and closes here.
+            let r = self.call(Op::DelPort {
+                bridge: bridge.to_string(),
+                port: name.to_string(),
+            })?;
+            drop(r);
+        }
+        tracing::info!("bridge {bridge}: port {name} deleted");
+        Ok(json!({}))
+    }
+
+    /// Parses rules with `spec`'s port names; the error says which and where.
+    fn parse_rules(spec: &BridgeSpec, flows: &[String]) -> Result<Vec<Rule>, ErrorBody> {
+        flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                spec.parse_rule(f).map_err(|e| {
+                    ErrorBody::new(Code::BadFlow, format!("{}\n{}", e.msg(), e.render(f))).at(
+                        if flows.len() == 1 {
+                            format!("flow, column {}", e.col())
+                        } else {
+                            format!("flow {} of {}, column {}", i + 1, flows.len(), e.col())
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn flow_add(&self, bridge: &str, flows: &[String]) -> Res {
+        let mut m = self.lock();
+        let rules = Self::parse_rules(m.bridge(bridge)?, flows)?;
+        if rules.is_empty() {
+            return Err(ErrorBody::new(Code::Invalid, "no rules given"));
+        }
+        let n = rules.len();
+        let t0 = Instant::now();
+        self.call(Op::AddRules {
+            bridge: bridge.to_string(),
+            rules,
+        })?;
+        let effect = t0.elapsed();
+        self.refresh_flows(&mut m, bridge)?;
+        self.save(&m)?;
+        Ok(json!({ "added": n, "effect_us": effect.as_micros() as u64 }))
+    }
+
+    fn flow_del(&self, bridge: &str, matches: Option<&str>, strict: bool) -> Res {
+        let mut m = self.lock();
+        let b = m.bridge(bridge)?;
+        let text = matches.unwrap_or("");
+        let spec = parse_match_spec(text, &|n: &str| b.port_number(n)).map_err(|e| {
+            ErrorBody::new(Code::BadFlow, format!("{}\n{}", e.msg(), e.render(text)))
+                .at(format!("match, column {}", e.col()))
+        })?;
+        let n = match self.call(Op::DelRules {
+            bridge: bridge.to_string(),
+            spec,
+            strict,
+        })? {
+            Reply::Count(n) => n,
+            other => return Err(internal(format!("unexpected reply {other:?}"))),
+        };
+        if n > 0 {
+            self.refresh_flows(&mut m, bridge)?;
+            self.save(&m)?;
+        }
+        Ok(json!({ "deleted": n }))
+    }
+
+    fn flow_replace(&self, bridge: &str, flows: &[String]) -> Res {
+        let mut m = self.lock();
+        let rules = Self::parse_rules(m.bridge(bridge)?, flows)?;
+        let n = rules.len();
+        // The whole new table is built here, off the polling thread.
+        let now = SystemClock.now();
+        let mut tables = FlowTables::new();
+        for r in rules {
+            tables.add(r, now);
+        }
+        let t0 = Instant::now();
+        let reply = self.call(Op::ReplaceRules {
+            bridge: bridge.to_string(),
+            tables: Box::new(tables),
+        })?;
+        let effect = t0.elapsed();
+        // The old tables are freed here, not on the polling thread.
+        drop(reply);
+        self.refresh_flows(&mut m, bridge)?;
+        self.save(&m)?;
+        Ok(json!({ "rules": n, "effect_us": effect.as_micros() as u64 }))
+    }
+
+    fn trace(&self, bridge: &str, in_port: &str, frame: &str) -> Res {
+        {
+            let m = self.lock();
+            let b = m.bridge(bridge)?;
+            if !b.ports.iter().any(|p| p.name == in_port) {
+                return Err(ErrorBody::new(
+                    Code::NotFound,
+                    format!("bridge {bridge} has no port {in_port}"),
+                ));
+            }
+        }
+        let bytes = parse_hex(frame).map_err(|e| ErrorBody::new(Code::Invalid, e).at("frame"))?;
+        if bytes.len() > xsw_datapath::packet::MAX_FRAME {
+            return Err(ErrorBody::new(
+                Code::Invalid,
+                format!(
+                    "{} bytes: xsw carries frames up to {}",
+                    bytes.len(),
+                    xsw_datapath::packet::MAX_FRAME
+                ),
+            )
+            .at("frame"));
+        }
+        match self.call(Op::Trace {
+            bridge: bridge.to_string(),
+            in_port: in_port.to_string(),
+            frame: bytes,
+        })? {
+            Reply::Trace(report) => {
+                let names = |i: u16| {
+                    report
+                        .port_names
+                        .get(i as usize)
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let j = TraceJson::new(&report.events, &names);
+                let mut v = serde_json::to_value(&j).map_err(internal)?;
+                v["text"] = Value::String(report.render());
+                Ok(v)
+            }
+            other => Err(internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Tries again to open the ports whose device was missing.
+    pub fn retry_absent(&self) {
+        let mut m = self.lock();
+        if m.absent.is_empty() {
+            return;
+        }
+        let keys: Vec<(String, String)> = m.absent.keys().cloned().collect();
+        for (b, p) in keys {
+            let Ok(spec) = m.bridge(&b) else { continue };
+            let Some(ps) = spec.ports.iter().find(|x| x.name == p) else {
+                continue;
+            };
+            let Ok(def) = ps.to_def() else { continue };
+            match Device::open(&def) {
+                Ok(dev) => {
+                    match self.call(Op::AddPort {
+                        bridge: b.clone(),
+                        cfg: def.cfg.clone(),
+                        dev,
+                    }) {
+                        Ok(_) => {
+                            tracing::info!("bridge {b}: port {p} is open now ({})", ps.iface());
+                            m.absent.remove(&(b, p));
+                        }
+                        Err(e) => tracing::warn!("bridge {b}: port {p}: {e}"),
+                    }
+                }
+                Err(e) => {
+                    m.absent.insert((b, p), e.to_string());
+                }
+            }
+        }
+    }
+
+    /// A JSON report of every bridge (for `--stats-file`).
+    pub fn stats_json(&self) -> Result<Value, ErrorBody> {
+        let (snaps, stats) = self.snapshot(None, true)?;
+        let reports: Vec<_> = snaps.iter().map(BridgeSnapshot::report).collect();
+        Ok(json!({ "bridges": reports, "engine": stats }))
+    }
+
+    /// Serves one connection: requests in, answers out, until the client
+    /// closes it or `stop` is set.
+    pub fn serve(&self, stream: UnixStream, stop: &AtomicBool) {
+        let n = self.connections.fetch_add(1, Ordering::SeqCst);
+        let _guard = Decrement(&self.connections);
+        let mut out = match stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        if n >= MAX_CONNECTIONS {
+            let _ = write_response(
+                &mut out,
+                &Response::err(
+                    None,
+                    ErrorBody::new(Code::Internal, "too many connections; try again"),
+                ),
+            );
+            return;
+        }
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        let mut reader = BufReader::new(stream);
+        let mut line = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            line.clear();
+            match read_line(&mut reader, &mut line, stop) {
+                Ok(LineRead::Eof) => return,
+                Ok(LineRead::TooLong) => {
+                    let _ = write_response(
+                        &mut out,
+                        &Response::err(
+                            None,
+                            ErrorBody::new(
+                                Code::BadRequest,
+                                format!("request longer than {MAX_LINE} bytes"),
+                            ),
+                        ),
+                    );
+                    return;
+                }
+                Ok(LineRead::Line) => {}
+                Err(_) => return,
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let resp = self.answer(&line);
+            if write_response(&mut out, &resp).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The answer to one request line.
+    pub fn answer(&self, line: &[u8]) -> Response {
+        // The id, even from a request that does not parse as a whole.
+        let id = serde_json::from_slice::<Value>(line)
+            .ok()
+            .and_then(|v| v.get("id").and_then(Value::as_u64));
+        let v: Value = match serde_json::from_slice(line) {
+            Ok(v) => v,
+            Err(e) => {
+                return Response::err(
+                    None,
+                    ErrorBody::new(Code::BadRequest, format!("not JSON: {e}")),
+                )
+            }
+        };
+        match v.get("version").and_then(Value::as_u64) {
+            Some(v) if v == VERSION as u64 => {}
+            Some(v) => {
+                return Response::err(
+                    id,
+                    ErrorBody::new(
+                        Code::Version,
+                        format!("protocol version {v}: this xswd speaks version {VERSION}"),
+                    ),
+                )
+            }
+            None => {
+                return Response::err(
+                    id,
+                    ErrorBody::new(Code::BadRequest, "missing \"version\": 1"),
+                )
+            }
+        }
+        let req: Request = match serde_json::from_value(v) {
+            Ok(r) => r,
+            Err(e) => {
+                return Response::err(
+                    id,
+                    ErrorBody::new(Code::BadRequest, format!("bad request: {e}")),
+                )
+            }
+        };
+        let mutates = req.cmd.mutates();
+        let what = format!("{:?}", req.cmd);
+        match self.handle(req.cmd) {
+            Ok(v) => Response::ok(req.id, v),
+            Err(e) => {
+                if mutates {
+                    tracing::info!("refused: {}: {}", truncate(&what, 120), e);
+                }
+                Response::err(req.id, e)
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+enum LineRead {
+    Line,
+    Eof,
+    TooLong,
+}
+
+/// Reads one line (without its newline), waiting through read timeouts
+/// until `stop` is set.
+fn read_line<R: Read>(
+    r: &mut BufReader<R>,
+    out: &mut Vec<u8>,
+    stop: &AtomicBool,
+) -> std::io::Result<LineRead> {
+    loop {
+        let (done, used) = {
+            let buf = match r.fill_buf() {
+                Ok(b) => b,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(LineRead::Eof);
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                return Ok(if out.is_empty() {
+                    LineRead::Eof
+                } else {
+                    LineRead::Line
+                });
+            }
+            match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    out.extend_from_slice(&buf[..i]);
+                    (true, i + 1)
+                }
+                None => {
+                    out.extend_from_slice(buf);
+                    (false, buf.len())
+                }
+            }
+        };
+        r.consume(used);
+        if out.len() > MAX_LINE {
+            return Ok(LineRead::TooLong);
+        }
+        if done {
+            return Ok(LineRead::Line);
+        }
+    }
+}
+
+fn write_response(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
+    let mut s = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+    s.push(b'\n');
+    w.write_all(&s)
+}
+
+/// Parses hex, ignoring spaces and colons.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let mut digits = Vec::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_ascii_whitespace() || c == ':' {
+            continue;
+        }
+        match c.to_digit(16) {
+            Some(d) => digits.push(d as u8),
+            None => return Err(format!("`{c}` at position {} is not a hex digit", i + 1)),
+        }
+    }
+    if digits.len() % 2 != 0 {
+        return Err(format!(
+            "odd number of hex digits ({}): each byte needs two",
+            digits.len()
+        ));
+    }
+    Ok(digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
+}
+
+/// Creates the socket: its directory (mode 0755), the socket (mode 0660,
+/// owner root, group `xsw` when that group exists). A socket file left by
+/// a dead daemon is replaced; one with a live daemon behind it is an error.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "{}: another xswd is running (its socket answers); stop it first or use --socket",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let l = UnixListener::bind(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(gid) = group_id("xsw") {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|e| e.to_string())?;
+        // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
+        let rc = unsafe { libc::chown(c.as_ptr(), 0, gid) };
+        if rc != 0 {
+            tracing::warn!(
+                "{}: could not give it to group xsw: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(l)
+}
+
+/// The id of group `name`, if it exists.
+fn group_id(name: &str) -> Option<libc::gid_t> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let mut grp: libc::group = unsafe {
+        // SAFETY: `group` is a plain C struct of integers and pointers, for
+        // which all-zero is a valid (empty) value; getgrnam_r fills it.
+        std::mem::zeroed()
+    };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: the name is
+    // NUL-terminated, `grp` and `result` are ours, and `buf` holds the
+    // stated number of bytes.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
+}
+
+/// Accepts connections until `stop` is set, one thread each. Blocks in
+/// accept(2): run it on its own thread, which ends with the process.
+pub fn accept_loop(server: Arc<Server>, listener: UnixListener, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                let server = server.clone();
+                let stop = stop.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("xswd-client".into())
+                    .spawn(move || server.serve(s, &stop));
+                if let Err(e) = spawned {
+                    tracing::warn!("control socket: cannot start a thread: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("control socket: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// The default state directory.
+pub fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/xsw")
+}
