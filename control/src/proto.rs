@@ -237,6 +237,9 @@ pub struct ErrorBody {
     /// Where in the request, when it is about one part of it.
     #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
     pub place: Option<String>,
+    /// More context (e.g. the rule with a caret under the problem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl ErrorBody {
@@ -246,7 +249,14 @@ impl ErrorBody {
             code,
             message: message.into(),
             place: None,
+            detail: None,
         }
+    }
+
+    /// The same, with context.
+    pub fn detail(mut self, detail: impl Into<String>) -> ErrorBody {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// The same, located.

@@ -430,13 +430,13 @@ impl Server {
             .enumerate()
             .map(|(i, f)| {
                 spec.parse_rule(f).map_err(|e| {
-                    ErrorBody::new(Code::BadFlow, format!("{}\n{}", e.msg(), e.render(f))).at(
-                        if flows.len() == 1 {
+                    ErrorBody::new(Code::BadFlow, e.msg())
+                        .detail(e.render(f))
+                        .at(if flows.len() == 1 {
                             format!("flow, column {}", e.col())
                         } else {
                             format!("flow {} of {}, column {}", i + 1, flows.len(), e.col())
-                        },
-                    )
+                        })
                 })
             })
             .collect()
@@ -465,7 +465,8 @@ impl Server {
         let b = m.bridge(bridge)?;
         let text = matches.unwrap_or("");
         let spec = parse_match_spec(text, &|n: &str| b.port_number(n)).map_err(|e| {
-            ErrorBody::new(Code::BadFlow, format!("{}\n{}", e.msg(), e.render(text)))
+            ErrorBody::new(Code::BadFlow, e.msg())
+                .detail(e.render(text))
                 .at(format!("match, column {}", e.col()))
         })?;
         let n = match self.call(Op::DelRules {
@@ -544,7 +545,10 @@ impl Server {
                 };
                 let j = TraceJson::new(&report.events, &names);
                 let mut v = serde_json::to_value(&j).map_err(internal)?;
-                v["text"] = Value::String(report.render());
+                v["text"] = Value::String(format!(
+                    "(bridge {bridge}, live tables; a dry run: nothing is learned, counted or sent)\n{}",
+                    report.render()
+                ));
                 Ok(v)
             }
             other => Err(internal(format!("unexpected reply {other:?}"))),
