@@ -31,10 +31,13 @@ use crate::store::Store;
 
 type Res = Result<Value, ErrorBody>;
 
-/// Bridges and ports as declared, and ports whose device is not open.
+/// Bridges and ports as declared, a copy of each bridge's flow tables
+/// (the same rules as the polling thread's, without live counters), and
+/// ports whose device is not open.
 #[derive(Debug, Default)]
 struct Model {
     bridges: Vec<BridgeSpec>,
+    shadow: HashMap<String, FlowTables>,
     /// (bridge, port) → why its device is not open (it is retried).
     absent: HashMap<(String, String), String>,
 }
@@ -46,12 +49,34 @@ impl Model {
             .find(|b| b.name == name)
             .ok_or_else(|| not_found_bridge(name))
     }
-    fn bridge_mut(&mut self, name: &str) -> Result<&mut BridgeSpec, ErrorBody> {
-        self.bridges
-            .iter_mut()
-            .find(|b| b.name == name)
-            .ok_or_else(|| not_found_bridge(name))
+}
+
+/// Removes from the model's tables rules the polling thread removed by
+/// timeouts (each identified by its match and install time).
+fn forget_expired(m: &mut Model, bridge: &str, gone: &[(Rule, xsw_datapath::Timestamp)]) -> usize {
+    let Some(t) = m.shadow.get_mut(bridge) else {
+        return 0;
+    };
+    gone.iter().filter(|(r, at)| t.remove_exact(r, *at)).count()
+}
+
+impl Model {
+    /// Puts every bridge's rules, as text, into its spec (for saving).
+    fn refresh_flows(&mut self) {
+        for b in &mut self.bridges {
+            if let Some(t) = self.shadow.get(&b.name) {
+                b.flows = Some(flow_text(t));
+            }
+        }
     }
+}
+
+/// Rules as text, in dump order.
+fn flow_text(t: &FlowTables) -> Vec<String> {
+    t.iter_sorted()
+        .iter()
+        .map(|(_, r)| r.rule.to_string())
+        .collect()
 }
 
 fn not_found_bridge(name: &str) -> ErrorBody {
@@ -89,10 +114,12 @@ pub struct Server {
 const MAX_CONNECTIONS: usize = 256;
 
 impl Server {
-    /// A server over a running engine that already holds `bridges`; ports
-    /// listed in `absent` (bridge, port, why) are not open yet.
+    /// A server over a running engine that already holds `bridges` with
+    /// these flow tables (copies of the engine's, by bridge name); ports
+    /// listed in `absent` are not open yet.
     pub fn new(
         bridges: Vec<BridgeSpec>,
+        tables: Vec<(String, FlowTables)>,
         absent: Vec<Absent>,
         engine: EngineHandle,
         store: Option<Store>,
@@ -100,6 +127,7 @@ impl Server {
         Server {
             model: Mutex::new(Model {
                 bridges,
+                shadow: tables.into_iter().collect(),
                 absent: absent
                     .into_iter()
                     .map(|a| ((a.bridge, a.port), a.why))
@@ -154,18 +182,6 @@ impl Server {
         }
     }
 
-    /// Reads the live rules of `bridge` back into the model (after a change).
-    fn refresh_flows(&self, m: &mut Model, bridge: &str) -> Result<(), ErrorBody> {
-        let (snaps, _) = self.snapshot(Some(bridge), true)?;
-        let flows = snaps
-            .first()
-            .and_then(|s| s.rules.as_ref())
-            .map(|rs| rs.iter().map(|r| r.rule.to_string()).collect())
-            .unwrap_or_default();
-        m.bridge_mut(bridge)?.flows = Some(flows);
-        Ok(())
-    }
-
     /// Answers one request.
     pub fn handle(&self, cmd: Command) -> Res {
         match cmd {
@@ -197,8 +213,12 @@ impl Server {
             } => self.flow_del(&bridge, matches.as_deref(), strict),
             Command::FlowReplace { bridge, flows } => self.flow_replace(&bridge, &flows),
             Command::FlowDump { bridge } => {
-                self.lock().bridge(&bridge)?;
+                // Held through the snapshot: a replace (swap, then counters
+                // carried over) is never seen half done.
+                let m = self.lock();
+                m.bridge(&bridge)?;
                 let (snaps, _) = self.snapshot(Some(&bridge), true)?;
+                drop(m);
                 let s = snaps.first().ok_or_else(|| not_found_bridge(&bridge))?;
                 let flows: Vec<_> = s.rules.iter().flatten().map(|r| r.report(s.at)).collect();
                 Ok(json!({ "flows": flows }))
@@ -299,6 +319,7 @@ impl Server {
             .map_err(|e| ErrorBody::new(Code::Invalid, e))?;
         spec.flows = Some(def.rules.iter().map(Rule::to_string).collect());
         let bridge = xsw_datapath::engine::Bridge::build(def).map_err(internal)?;
+        let tables = bridge.tables().clone();
         let mut next = m.bridges.clone();
         next.push(spec.clone());
         if let Some(s) = &self.store {
@@ -310,6 +331,7 @@ impl Server {
             return Err(e);
         }
         m.bridges.push(spec);
+        m.shadow.insert(name.to_string(), tables);
         Ok(json!({}))
     }
 
@@ -331,6 +353,7 @@ impl Server {
             bridge: name.to_string(),
         });
         m.bridges = next;
+        m.shadow.remove(name);
         m.absent.retain(|(b, _), _| b != name);
         drop(r?);
         Ok(json!({}))
@@ -442,21 +465,77 @@ impl Server {
             .collect()
     }
 
+    /// Saves a change that is already in effect; if that fails, says so
+    /// (the change stands; the next successful save records it).
+    fn save_applied(&self, m: &Model) -> Result<(), ErrorBody> {
+        self.save(m).map_err(|e| {
+            ErrorBody::new(
+                Code::Internal,
+                format!("the change is in effect but was not saved: {}", e.message),
+            )
+        })
+    }
+
+    /// Forgets, in the model, the rules the polling thread removed by
+    /// timeouts. Returns how many.
+    fn sync_expired(&self, m: &mut Model, bridge: &str) -> Result<usize, ErrorBody> {
+        match self.call(Op::TakeExpired {
+            bridge: bridge.to_string(),
+        })? {
+            Reply::Expired(g) => Ok(forget_expired(m, bridge, &g)),
+            other => Err(internal(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Brings every bridge's rules up to date with timeouts, saving when
+    /// some expired (so a restart does not bring them back).
+    pub fn sync_all_expired(&self) {
+        let mut m = self.lock();
+        let names: Vec<String> = m.bridges.iter().map(|b| b.name.clone()).collect();
+        let mut changed = false;
+        for n in names {
+            match self.sync_expired(&mut m, &n) {
+                Ok(k) => changed |= k > 0,
+                Err(e) => tracing::warn!("bridge {n}: {e}"),
+            }
+        }
+        if changed {
+            m.refresh_flows();
+            if let Err(e) = self.save(&m) {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
     fn flow_add(&self, bridge: &str, flows: &[String]) -> Res {
+        // From here to the polling thread's answer: the time to effect.
+        let t0 = Instant::now();
         let mut m = self.lock();
         let rules = Self::parse_rules(m.bridge(bridge)?, flows)?;
         if rules.is_empty() {
             return Err(ErrorBody::new(Code::Invalid, "no rules given"));
         }
         let n = rules.len();
-        let t0 = Instant::now();
-        self.call(Op::AddRules {
+        let now = SystemClock.now();
+        // The model's copy of the tables gets the same change at the same
+        // time.
+        let copy = rules.clone();
+        let expired = match self.call(Op::AddRules {
             bridge: bridge.to_string(),
             rules,
-        })?;
+            now,
+        })? {
+            Reply::Rules { expired, .. } => expired,
+            other => return Err(internal(format!("unexpected reply {other:?}"))),
+        };
         let effect = t0.elapsed();
-        self.refresh_flows(&mut m, bridge)?;
-        self.save(&m)?;
+        forget_expired(&mut m, bridge, &expired);
+        let t = m.shadow.entry(bridge.to_string()).or_default();
+        for r in copy {
+            t.add(r, now);
+        }
+        m.refresh_flows();
+        self.save_applied(&m)?;
         Ok(json!({ "added": n, "effect_us": effect.as_micros() as u64 }))
     }
 
@@ -469,22 +548,28 @@ impl Server {
                 .detail(e.render(text))
                 .at(format!("match, column {}", e.col()))
         })?;
-        let n = match self.call(Op::DelRules {
+        let (n, expired) = match self.call(Op::DelRules {
             bridge: bridge.to_string(),
-            spec,
+            spec: spec.clone(),
             strict,
         })? {
-            Reply::Count(n) => n,
+            Reply::Rules { count, expired, .. } => (count, expired),
             other => return Err(internal(format!("unexpected reply {other:?}"))),
         };
+        forget_expired(&mut m, bridge, &expired);
+        let t = m.shadow.entry(bridge.to_string()).or_default();
+        for id in t.select(&spec, strict) {
+            t.remove(id);
+        }
         if n > 0 {
-            self.refresh_flows(&mut m, bridge)?;
-            self.save(&m)?;
+            m.refresh_flows();
+            self.save_applied(&m)?;
         }
         Ok(json!({ "deleted": n }))
     }
 
     fn flow_replace(&self, bridge: &str, flows: &[String]) -> Res {
+        let t0 = Instant::now();
         let mut m = self.lock();
         let rules = Self::parse_rules(m.bridge(bridge)?, flows)?;
         let n = rules.len();
@@ -494,17 +579,37 @@ impl Server {
         for r in rules {
             tables.add(r, now);
         }
-        let t0 = Instant::now();
-        let reply = self.call(Op::ReplaceRules {
+        let mut next = tables.clone();
+        let swap = Instant::now();
+        let old = match self.call(Op::ReplaceRules {
             bridge: bridge.to_string(),
             tables: Box::new(tables),
-        })?;
-        let effect = t0.elapsed();
-        // The old tables are freed here, not on the polling thread.
-        drop(reply);
-        self.refresh_flows(&mut m, bridge)?;
-        self.save(&m)?;
-        Ok(json!({ "rules": n, "effect_us": effect.as_micros() as u64 }))
+        })? {
+            Reply::Rules { old: Some(old), .. } => old,
+            other => return Err(internal(format!("unexpected reply {other:?}"))),
+        };
+        let (effect, swapped) = (t0.elapsed(), swap.elapsed());
+        // Rules that stay keep their counters and timers: worked out here
+        // from the old tables (which are also freed here), then handed over.
+        let carry = next.carry_list(&old);
+        for (id, st) in &carry {
+            next.carry(*id, st);
+        }
+        drop(old);
+        if !carry.is_empty() {
+            self.call(Op::Carry {
+                bridge: bridge.to_string(),
+                list: carry,
+            })?;
+        }
+        m.shadow.insert(bridge.to_string(), next);
+        m.refresh_flows();
+        self.save_applied(&m)?;
+        Ok(json!({
+            "rules": n,
+            "effect_us": effect.as_micros() as u64,
+            "swap_us": swapped.as_micros() as u64,
+        }))
     }
 
     fn trace(&self, bridge: &str, in_port: &str, frame: &str) -> Res {

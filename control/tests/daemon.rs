@@ -159,6 +159,50 @@ fn configured_with_xsw_it_comes_back_as_it_was_after_a_restart_or_a_crash() {
     assert_eq!(rules(&x), r0, "rules after kill -9");
     check_traffic(&t, "after kill -9");
 
+    // A replace keeps the counters of the rules that stay; a rule that
+    // times out is gone from the saved state too.
+    let packets = |x: &Xswd, needle: &str| {
+        json(&x.xsw_ok(&["flow", "dump", "br0", "--json"]))["flows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .find(|f| f["dump"].as_str().unwrap_or("").contains(needle))
+            .map(|f| f["n_packets"].as_u64().unwrap_or(0))
+    };
+    let before = packets(&x, "tp_dst=9999").unwrap_or(0);
+    assert!(before >= 50, "the drop rule counted: {before}");
+    let file = x.dir.join("next.flows");
+    std::fs::write(
+        &file,
+        "priority=100,udp,tp_dst=9999,actions=drop
+priority=50,cookie=0x42,ip,actions=resubmit(,3)
+table=3,actions=normal
+priority=0,actions=NORMAL
+priority=90,udp,tp_dst=7777,hard_timeout=1,actions=drop
+",
+    )
+    .expect("write");
+    x.xsw_ok(&["flow", "replace", "br0", file.to_str().unwrap_or("")]);
+    assert_eq!(packets(&x, "tp_dst=9999"), Some(before), "counters carried");
+    let state = x.dir.join("state").join("state.json");
+    assert!(std::fs::read_to_string(&state)
+        .unwrap_or_default()
+        .contains("tp_dst=7777"));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while std::fs::read_to_string(&state)
+        .unwrap_or_default()
+        .contains("tp_dst=7777")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the expired rule stays in the state"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(packets(&x, "tp_dst=7777"), None, "expired");
+    assert_eq!(rules(&x), r0, "back to the same rules");
+
     // Deleting a port releases its interface.
     x.xsw_ok(&["port", "del", "br0", "b"]);
     let link = t.s.ip(&["link", "show", "pb"]);
@@ -461,7 +505,7 @@ fn replacing_ten_thousand_rules_again_and_again_loses_no_frame() {
             })
             .expect("replace");
         assert_eq!(v["rules"], 10_001);
-        effect.push(v["effect_us"].as_u64().unwrap_or(0));
+        effect.push(v["swap_us"].as_u64().unwrap_or(0));
         swaps += 1;
     }
     let sent_for = tx.join().expect("sender");

@@ -198,6 +198,8 @@ struct LivePort {
     xdp_rules: Vec<u32>,
     /// XDP rule hits already credited, per entry.
     xdp_credited: Vec<(u64, u64)>,
+    /// The rules as pushed.
+    xdp_pushed: Vec<XdpRule>,
 }
 
 impl LivePort {
@@ -207,6 +209,7 @@ impl LivePort {
             alive: true,
             xdp_rules: Vec::new(),
             xdp_credited: Vec::new(),
+            xdp_pushed: Vec::new(),
         }
     }
 }
@@ -367,6 +370,11 @@ const W0_L3: u64 = 0xffff << 48;
 /// The word-1/2 bits that are L4 ports.
 const W12_L4: u64 = 0xffff << 48;
 
+/// How many of table 0's highest-priority rules are considered for the XDP
+/// program (it holds [`xsw_ebpf::MAX_RULES`]); rules further down stay in
+/// userspace, which keeps this O(rules) however large the table.
+const XDP_CANDIDATES: usize = 4096;
+
 /// Which table-0 drop rules the XDP program of the port numbered `ofport`
 /// can enforce, highest priority first: a drop rule qualifies when it reads
 /// only the first four key words, has no idle timeout, and no
@@ -375,10 +383,16 @@ const W12_L4: u64 = 0xffff << 48;
 pub fn xdp_rules_for(pipe: &Pipeline, ofport: u16) -> Vec<(u32, XdpRule)> {
     let mut out = Vec::new();
     let mut blockers: Vec<crate::flow::Match> = Vec::new();
-    for (id, r) in pipe.rules() {
-        if r.rule.table != 0 {
-            continue;
-        }
+    let mut top: Vec<(u32, &crate::table::Installed)> = pipe.tables().table_rules(0);
+    let by_rank = |a: &(u32, &crate::table::Installed), b: &(u32, &crate::table::Installed)| {
+        b.1.rank.cmp(&a.1.rank)
+    };
+    if top.len() > XDP_CANDIDATES {
+        top.select_nth_unstable_by(XDP_CANDIDATES, by_rank);
+        top.truncate(XDP_CANDIDATES);
+    }
+    top.sort_unstable_by(by_rank);
+    for (id, r) in top {
         let m = &r.rule.matches;
         // A rule for another in_port never sees this port's frames.
         let (inp, inm) = m.get(Field::InPort);
@@ -504,6 +518,11 @@ impl Bridge {
         &self.name
     }
 
+    /// Its flow tables.
+    pub fn tables(&self) -> &crate::table::FlowTables {
+        self.pipe.tables()
+    }
+
     pub(crate) fn pipe(&mut self) -> &mut Pipeline {
         &mut self.pipe
     }
@@ -615,6 +634,7 @@ impl Bridge {
         lp.alive = false;
         lp.xdp_rules.clear();
         lp.xdp_credited.clear();
+        lp.xdp_pushed.clear();
         lp.dev.take()
     }
 
@@ -631,14 +651,22 @@ impl Bridge {
             let lp = &mut self.ports[i];
             if let Some(Device(DeviceKind::AfXdp(p))) = &lp.dev {
                 let xr: Vec<XdpRule> = rules.iter().map(|(_, r)| *r).collect();
+                let ids: Vec<u32> = rules.iter().map(|(id, _)| *id).collect();
+                if ids == lp.xdp_rules && xr == lp.xdp_pushed {
+                    // Unchanged (most changes touch no drop rule): the
+                    // program and its counters stay as they are.
+                    continue;
+                }
                 match p.xdp().set_rules(&xr) {
                     Ok(()) => {
-                        lp.xdp_rules = rules.iter().map(|(id, _)| *id).collect();
+                        lp.xdp_rules = ids;
                         lp.xdp_credited = vec![(0, 0); rules.len()];
+                        lp.xdp_pushed = xr;
                     }
                     Err(e) => {
                         lp.xdp_rules.clear();
                         lp.xdp_credited.clear();
+                        lp.xdp_pushed.clear();
                         let _ = p.xdp().set_rules(&[]);
                         tracing::warn!(
                             "bridge {}: port {i}: XDP drop rules not loaded ({e}); they apply in userspace",

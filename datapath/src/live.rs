@@ -7,11 +7,12 @@
 //! tables, a deleted port's device) travels back in the reply as
 //! [`Garbage`] and is freed on the caller's thread.
 
+use crate::clock::Timestamp;
 use crate::engine::{Bridge, BridgeSnapshot, Device, Engine, EngineStats};
 use crate::flow::{MatchSpec, Rule};
 use crate::pipeline::PortConfig;
 use crate::replay::TraceReport;
-use crate::table::FlowTables;
+use crate::table::{FlowTables, RuleStats};
 
 /// A command for the polling thread.
 #[derive(Debug)]
@@ -46,6 +47,8 @@ pub enum Op {
         bridge: String,
         /// The rules.
         rules: Vec<Rule>,
+        /// Their install time (the caller's copy of the tables uses the same).
+        now: Timestamp,
     },
     /// Deletes the rules a spec selects.
     DelRules {
@@ -56,12 +59,25 @@ pub enum Op {
         /// Exact match and priority only.
         strict: bool,
     },
-    /// Replaces all rules at once.
+    /// Replaces all rules at once; the old tables come back as garbage.
     ReplaceRules {
         /// Bridge name.
         bridge: String,
         /// The new tables, built by the caller.
         tables: Box<FlowTables>,
+    },
+    /// Hands rules older rules' counters and times, after a replace (see
+    /// [`FlowTables::carry_list`]).
+    Carry {
+        /// Bridge name.
+        bridge: String,
+        /// (rule id, the older rule's counters).
+        list: Vec<(u32, RuleStats)>,
+    },
+    /// The rules removed by timeouts since the last time this was asked.
+    TakeExpired {
+        /// Bridge name.
+        bridge: String,
     },
     /// Forgets the learned MACs.
     FlushFdb {
@@ -127,6 +143,18 @@ pub enum Reply {
     Fdb(Vec<FdbRow>),
     /// A trace.
     Trace(TraceReport),
+    /// Rules removed by timeouts: each with its install time.
+    Expired(Vec<(Rule, Timestamp)>),
+    /// A rule change is in effect.
+    Rules {
+        /// Rules added or deleted.
+        count: usize,
+        /// Rules removed by timeouts before it (see [`Op::TakeExpired`]).
+        expired: Vec<(Rule, Timestamp)>,
+        /// After a replace: the old tables (to compute what to carry, then
+        /// free).
+        old: Option<Box<FlowTables>>,
+    },
     /// Not done (nothing changed); anything handed over comes back.
     Failed(String, Option<Garbage>),
 }
@@ -140,6 +168,14 @@ pub(crate) struct Request {
 
 fn garbage<T: Send + 'static>(x: T) -> Option<Garbage> {
     Some(Garbage(Box::new(x)))
+}
+
+fn take_expired(b: &mut Bridge) -> Vec<(Rule, Timestamp)> {
+    b.pipe()
+        .drain_removed()
+        .into_iter()
+        .map(|r| (r.rule.rule, r.rule.stats.installed))
+        .collect()
 }
 
 fn no_bridge(name: &str) -> String {
@@ -194,15 +230,21 @@ impl Engine {
                     None => Reply::Failed(format!("bridge {bridge} has no port {port}"), None),
                 }
             }
-            Op::AddRules { bridge, rules } => {
+            Op::AddRules { bridge, rules, now } => {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), None);
                 };
+                let expired = take_expired(b);
+                let count = rules.len();
                 for rule in rules {
                     b.pipe().add_rule(rule, now);
                 }
                 b.push_xdp_rules();
-                Reply::Done(None)
+                Reply::Rules {
+                    count,
+                    expired,
+                    old: None,
+                }
             }
             Op::DelRules {
                 bridge,
@@ -212,19 +254,43 @@ impl Engine {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), None);
                 };
-                let n = b.pipe().delete_rules(&spec, strict);
-                if n > 0 {
+                let expired = take_expired(b);
+                let count = b.pipe().delete_rules(&spec, strict);
+                if count > 0 {
                     b.push_xdp_rules();
                 }
-                Reply::Count(n)
+                Reply::Rules {
+                    count,
+                    expired,
+                    old: None,
+                }
             }
             Op::ReplaceRules { bridge, tables } => {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), garbage(tables));
                 };
+                let expired = take_expired(b);
+                let count = tables.len();
                 let old = b.pipe().replace_rules(*tables);
                 b.push_xdp_rules();
-                Reply::Done(garbage(old))
+                Reply::Rules {
+                    count,
+                    expired,
+                    old: Some(Box::new(old)),
+                }
+            }
+            Op::Carry { bridge, list } => {
+                let Some(b) = self.bridge_mut(&bridge) else {
+                    return Reply::Failed(no_bridge(&bridge), None);
+                };
+                b.pipe().carry(&list);
+                Reply::Done(garbage(list))
+            }
+            Op::TakeExpired { bridge } => {
+                let Some(b) = self.bridge_mut(&bridge) else {
+                    return Reply::Failed(no_bridge(&bridge), None);
+                };
+                Reply::Expired(take_expired(b))
             }
             Op::FlushFdb { bridge } => {
                 let Some(b) = self.bridge_mut(&bridge) else {

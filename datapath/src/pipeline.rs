@@ -481,18 +481,30 @@ impl Pipeline {
         id
     }
 
-    /// Puts `new` in place of the installed rules, all at once, and returns
-    /// the old ones. Rules of `new` with the same table, priority and match
-    /// as an installed rule keep its counters and timers (as
-    /// `ovs-ofctl replace-flows` leaves unchanged flows alone).
+    /// Puts `new` in place of the installed rules, all at once (O(1)), and
+    /// returns the old ones. To keep the counters and timers of rules that
+    /// stay, compute [`FlowTables::carry_list`] from the old tables (off
+    /// this thread) and hand it to [`Pipeline::carry`].
     pub fn replace_rules(&mut self, mut new: FlowTables) -> FlowTables {
-        new.carry_from(&self.tables);
         new.table_stats = std::mem::take(&mut self.tables.table_stats);
         new.version = self.tables.version + 1;
         let old = std::mem::replace(&mut self.tables, new);
         self.emc.invalidate();
         self.timer_due = self.timer_due.min(self.tables.next_deadline());
         old
+    }
+
+    /// Gives rules older rules' counters and times (see [`FlowTables::carry`]).
+    pub fn carry(&mut self, list: &[(u32, crate::table::RuleStats)]) {
+        for (id, st) in list {
+            self.tables.carry(*id, st);
+        }
+        self.timer_due = self.timer_due.min(self.tables.next_deadline());
+    }
+
+    /// Takes the log of rules removed by timeouts since the last call.
+    pub fn drain_removed(&mut self) -> Vec<RemovedRule> {
+        self.removed.drain(..).collect()
     }
 
     /// Traces `frame` arriving on port `in_idx` at `now` without changing

@@ -243,28 +243,58 @@ impl FlowTables {
         }
     }
 
-    /// Gives every rule that has the same table, priority and match as a
-    /// rule of `old` that rule's counters and times (so its timeouts run on
-    /// as before).
-    pub fn carry_from(&mut self, old: &FlowTables) {
+    /// The id of the rule with the same table, priority and match as `rule`.
+    pub fn find(&self, rule: &Rule) -> Option<u32> {
+        self.tables[rule.table as usize]
+            .find_exact(&rule.matches, rule.priority)
+            .map(|(id, _)| id)
+    }
+
+    /// For every rule here with the same table, priority and match as a
+    /// rule of `old`: its id and that rule's counters and times (what
+    /// `ovs-ofctl replace-flows` keeps for flows it leaves alone).
+    pub fn carry_list(&self, old: &FlowTables) -> Vec<(u32, RuleStats)> {
         if old.is_empty() {
+            return Vec::new();
+        }
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let r = s.as_ref()?;
+                let oid = old.find(&r.rule)?;
+                let o = old.get(oid)?;
+                Some((i as u32, o.stats))
+            })
+            .collect()
+    }
+
+    /// Hands rule `id` an older rule's counters and times: its counts are
+    /// added, its install time becomes the older one (so a hard timeout
+    /// runs on as before) and its last use the later of the two.
+    pub fn carry(&mut self, id: u32, old: &RuleStats) {
+        let Some(Some(r)) = self.slots.get_mut(id as usize) else {
             return;
+        };
+        r.stats.packets += old.packets;
+        r.stats.bytes += old.bytes;
+        r.stats.installed = r.stats.installed.min(old.installed);
+        r.stats.last_used = r.stats.last_used.max(old.last_used);
+        if let Some(d) = r.deadline() {
+            self.next_deadline = self.next_deadline.min(d);
         }
-        let mut next = NEVER;
-        for s in self.slots.iter_mut() {
-            let Some(r) = s else { continue };
-            let t = r.rule.table as usize;
-            if let Some((oid, _)) = old.tables[t].find_exact(&r.rule.matches, r.rule.priority) {
-                if let Some(Some(o)) = old.slots.get(oid as usize) {
-                    r.stats = o.stats;
-                }
-            }
-            if let Some(d) = r.deadline() {
-                next = next.min(d);
-            }
-        }
-        self.next_deadline = next;
         self.version += 1;
+    }
+
+    /// Removes the rule with the same table, priority and match as `rule`
+    /// if it was installed at `installed` (and not replaced since).
+    pub fn remove_exact(&mut self, rule: &Rule, installed: Timestamp) -> bool {
+        match self.find(rule) {
+            Some(id) if self.get(id).is_some_and(|r| r.stats.installed == installed) => {
+                self.take(id).is_some()
+            }
+            _ => false,
+        }
     }
 
     /// What [`FlowTables::hit`] returns, without counting.
@@ -321,6 +351,19 @@ impl FlowTables {
         }
         self.next_deadline = next;
         out
+    }
+
+    /// The rules of one table with their ids, in no particular order.
+    pub fn table_rules(&self, table: u8) -> Vec<(u32, &Installed)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|r| r.rule.table == table)
+                    .map(|r| (i as u32, r))
+            })
+            .collect()
     }
 
     /// All rules with their ids, in dump order: table, then priority
@@ -431,6 +474,53 @@ mod tests {
         let gone = t.expire(just_after(120));
         assert_eq!(gone[0].1, Removed::Hard);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn replaced_tables_carry_counters_of_rules_that_stay() {
+        let mut old = FlowTables::new();
+        old.add(r("priority=5,tcp,actions=drop"), Timestamp::from_secs(10));
+        old.add(
+            r("priority=6,udp,hard_timeout=60,actions=drop"),
+            Timestamp::from_secs(10),
+        );
+        let mut k = FlowKey::ZERO;
+        k.set(crate::key::Field::DlType, 0x0800);
+        k.set(crate::key::Field::NwProto, 17);
+        let id = old.lookup(0, &k).expect("udp rule");
+        old.hit(id, 100, Timestamp::from_secs(20));
+        let mut new = FlowTables::new();
+        new.add(r("priority=7,arp,actions=drop"), Timestamp::from_secs(30));
+        new.add(
+            r("priority=6,udp,hard_timeout=60,actions=output:1"),
+            Timestamp::from_secs(30),
+        );
+        let list = new.carry_list(&old);
+        assert_eq!(
+            list.len(),
+            1,
+            "only the udp rule stays (same table, priority, match)"
+        );
+        for (id, st) in &list {
+            new.carry(*id, st);
+        }
+        let nid = new.lookup(0, &k).expect("udp rule");
+        let st = new.get(nid).expect("rule").stats;
+        assert_eq!((st.packets, st.bytes), (1, 100));
+        assert_eq!(
+            st.installed,
+            Timestamp::from_secs(10),
+            "its hard timeout runs on"
+        );
+        assert_eq!(
+            new.next_deadline(),
+            Timestamp(Timestamp::from_secs(70).0 + 1_000_000)
+        );
+        // Removal by identity and install time only.
+        let rule = new.get(nid).expect("rule").rule.clone();
+        assert!(!new.remove_exact(&rule, Timestamp::from_secs(30)));
+        assert!(new.remove_exact(&rule, Timestamp::from_secs(10)));
+        assert_eq!(new.len(), 1);
     }
 
     #[test]

@@ -179,6 +179,10 @@ fn run(args: Args) -> Result<()> {
         },
     };
     let (bridges, absent) = build(&specs, strict)?;
+    let tables: Vec<_> = bridges
+        .iter()
+        .map(|b| (b.name().to_string(), b.tables().clone()))
+        .collect();
     let mut engine = Engine::new();
     engine.spin_for = Duration::from_micros(args.busy_poll_us);
     for b in bridges {
@@ -198,7 +202,7 @@ fn run(args: Args) -> Result<()> {
         })
         .context("starting the polling thread")?;
 
-    let server = Arc::new(Server::new(specs, absent, handle, store));
+    let server = Arc::new(Server::new(specs, tables, absent, handle, store));
     if let Err(e) = server.save_now() {
         tracing::warn!("{e}");
     }
@@ -238,6 +242,7 @@ fn run(args: Args) -> Result<()> {
         if last_retry.elapsed() >= Duration::from_secs(2) {
             last_retry = Instant::now();
             server.retry_absent();
+            server.sync_all_expired();
         }
     }
     tracing::info!("stopping");
