@@ -53,7 +53,7 @@ EOF
 echo "== xswd --config $dir/xswd.toml (in namespace $S)"
 cat "$dir/xswd.toml"
 ip netns exec "$S" "$xswd" --config "$dir/xswd.toml" --stats-file "$dir/stats.json" \
-    2>"$dir/xswd.log" &
+    --no-state --socket "$dir/xswd.sock" 2>"$dir/xswd.log" &
 pid=$!
 i=0
 until grep -q ready "$dir/xswd.log"; do

@@ -462,6 +462,7 @@ class Xsw:
         self.ready = threading.Event()
         self.proc = PROCS.start(
             self.t.ns_exec(self.t.s, str(self.xswd), "--config", str(cfg),
+                           "--no-state", "--socket", str(self.work / "xswd.sock"),
                            "--stats-file", str(self.statsfile), *self.extra),
             env=dict(os.environ, NO_COLOR="1"), stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True, errors="replace")
@@ -887,7 +888,8 @@ def loss_notes(results, raw, order):
         stats = raw.get(k, {}).get("stats_at_exit", {}).get("mtu1500")
         if stats:
             bad = []
-            for br in stats:
+            bridges = stats.get("bridges", []) if isinstance(stats, dict) else stats
+            for br in bridges:
                 for port in br.get("ports", []):
                     be = port.get("backend", {})
                     bad += [f"port {port['name']} {n}={v}" for n, v in be.items()
