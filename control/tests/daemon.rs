@@ -152,9 +152,41 @@ fn configured_with_xsw_it_comes_back_as_it_was_after_a_restart_or_a_crash() {
     assert_eq!(rules(&x), r0, "rules after a restart");
     check_traffic(&t, "after a restart");
 
-    // A crash at any moment leaves a state that loads.
+    // A crash at any moment leaves a state that loads: kill -9 while
+    // another client keeps changing rules (and the state is rewritten).
+    let sock = x.socket();
+    let writer = std::thread::spawn(move || {
+        let mut done = 0u32;
+        let Ok(mut c) = Client::connect(&sock) else {
+            return done;
+        };
+        for i in 0..10_000u32 {
+            let r = c.call(Req::FlowAdd {
+                bridge: "br0".into(),
+                flows: vec![format!(
+                    "cookie=0x300,priority=300,udp,tp_dst={},actions=drop",
+                    20_000 + i
+                )],
+            });
+            if r.is_err() {
+                break;
+            }
+            done += 1;
+        }
+        done
+    });
+    std::thread::sleep(Duration::from_millis(700));
     x.crash();
+    let acked = writer.join().expect("writer");
+    assert!(acked > 0, "rules were being added when it died");
     x.restart();
+    let after = rules(&x);
+    let extra = after.iter().filter(|r| r.contains("priority=300")).count() as u32;
+    assert!(
+        extra >= acked && extra <= acked + 1,
+        "every acknowledged rule survived ({acked} acknowledged, {extra} restored)"
+    );
+    x.xsw_ok(&["flow", "del", "br0", "cookie=0x300/-1"]);
     assert_eq!(ports(&x), p0, "ports after kill -9");
     assert_eq!(rules(&x), r0, "rules after kill -9");
     check_traffic(&t, "after kill -9");

@@ -1005,6 +1005,8 @@ pub fn parse_match_spec<P: PortNames + ?Sized>(
             p.note("cookie", it.col)?;
             let v = it.value.unwrap_or("");
             let (cv, cm) = v.split_once('/').unwrap_or((v, "0xffffffffffffffff"));
+            // As ovs-ofctl: a mask of -1 means every bit.
+            let cm = if cm == "-1" { "0xffffffffffffffff" } else { cm };
             let cv = parse_uint(cv).ok_or_else(|| {
                 FlowError::new(it.value_col, format!("cookie: `{v}` is not COOKIE[/MASK]"))
             })?;
