@@ -56,8 +56,23 @@ def write_pcap(path, frames):
             f.write(b)
 
 
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"%s"' % v
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join('%s = %s' % (k if k.isidentifier() else '"%s"' % k, toml_value(x))
+                                for k, x in v.items()) + " }"
+    return str(v)
+
+
 class Scenario:
-    def __init__(self, name, desc, ports, flows=None, bridge=None, ovs=True, ovs_note=None):
+    def __init__(self, name, desc, ports, flows=None, bridge=None, ovs=True, ovs_note=None,
+                 meters=None):
+        self.meters = meters or []
         self.name = name
         self.desc = desc
         self.ports = ports  # list of dicts
@@ -98,6 +113,16 @@ class Scenario:
                     elif isinstance(v, list):
                         v = "[" + ", ".join(str(x) for x in v) + "]"
                     lines.append("%s = %s" % (k, v))
+            lines.append("")
+            if "qos" in p:
+                lines.append("[port.qos]")
+                for k, v in p["qos"].items():
+                    lines.append("%s = %s" % (k, toml_value(v)))
+                lines.append("")
+        for m in self.meters:
+            lines.append("[[meter]]")
+            for k, v in m.items():
+                lines.append("%s = %s" % (k, toml_value(v)))
             lines.append("")
         if not self.ovs:
             lines.append("[check]")
@@ -715,9 +740,128 @@ def corpus_sample():
     s.write()
 
 
+NO_OVS_QOS = ("Open vSwitch's userspace datapath has no egress queues, schedulers or shapers "
+              "to compare with; the properties are asserted by tests/tests/qos.rs")
+
+
+def tagged(src, dst, pcp, seq, size, vlan=10):
+    """A tagged UDP frame of `size` bytes whose payload starts with `seq`."""
+    body = Ether(src=mac(src), dst=mac(dst)) / Dot1Q(prio=pcp, vlan=vlan) / IP(
+        src=ip4(src), dst=ip4(dst)) / UDP(sport=1000 + pcp, dport=2000)
+    n = size - len(body)
+    return bytes(body / Raw(struct.pack(">I", seq) + b"\x00" * max(0, n - 4)))
+
+
+def qos_strict():
+    s = Scenario("qos-strict",
+                 "802.1p strict priority under congestion: bursts of tagged frames of every "
+                 "priority from two ports meet on a 10 Mbit/s port; after the first frame "
+                 "(alone on the link) they leave highest queue first (PCP 7..2, then 0, then "
+                 "1, the IEEE order), and queue 1 (PCP 0), only 8 deep, drops the rest.",
+                 [dict(name="in1", ofport=1), dict(name="in2", ofport=2),
+                  dict(name="out", ofport=3, qos=dict(line_rate="10M", scheduler="strict",
+                                                      queues=[dict(queue=1, depth=8)]))],
+                 flows="in_port=1,actions=output:3\nin_port=2,actions=output:3",
+                 ovs=False, ovs_note=NO_OVS_QOS)
+    seq = 0
+    for burst in range(2):
+        t0 = burst * 0.1
+        k = 0
+        for port, pcps in (("in1", [0] * 12 + [1] * 6 + [3] * 3), ("in2", [5] * 4 + [7] * 3 + [2] * 3 + [6] * 2)):
+            for pcp in pcps:
+                s.send(port, tagged(1 if port == "in1" else 2, 9, pcp, seq, 1000), at=t0 + k * 1e-6)
+                seq += 1
+                k += 1
+    s.write()
+
+
+def qos_drr():
+    s = Scenario("qos-drr",
+                 "Deficit round robin by weight: two flows of 80 Mbit/s each (PCP 0 into "
+                 "queue 0 with weight 1, PCP 1 into queue 1 with weight 3) share a 100 Mbit/s "
+                 "port; while both queues are backlogged the port sends them 1:3 by bytes.",
+                 [dict(name="in1", ofport=1), dict(name="in2", ofport=2),
+                  dict(name="out", ofport=3, qos=dict(
+                      line_rate="100M", scheduler="drr", weights=[1, 3, 1, 1, 1, 1, 1, 1],
+                      pcp_map=[0, 1, 2, 3, 4, 5, 6, 7],
+                      queues=[dict(queue=0, depth=1000), dict(queue=1, depth=1000)]))],
+                 flows="in_port=1,actions=output:3\nin_port=2,actions=output:3",
+                 ovs=False, ovs_note=NO_OVS_QOS)
+    # 500-byte frames every 50 us on each input: 80 Mbit/s each.
+    for i in range(800):
+        s.send("in1", tagged(1, 9, 0, i, 500), at=i * 50e-6)
+        s.send("in2", tagged(2, 9, 1, i, 500), at=i * 50e-6 + 10e-6)
+    s.write()
+
+
+def qos_shaper():
+    s = Scenario("qos-shaper",
+                 "A port shaped to 1 Mbit/s (burst 80 kbit) offered 2 Mbit/s for 1.6 s: "
+                 "after the first burst it sends at the shaped rate; the excess fills the "
+                 "queue and is dropped when it is full.",
+                 [dict(name="in", ofport=1),
+                  dict(name="out", ofport=2, qos=dict(rate="1M", burst="80k",
+                                                      queues=[dict(queue=1, depth=64)]))],
+                 flows="in_port=1,actions=output:2",
+                 ovs=False, ovs_note=NO_OVS_QOS)
+    # 1000-byte untagged frames (priority 0: queue 1), every 4 ms: 2 Mbit/s.
+    for i in range(400):
+        body = Ether(src=mac(1), dst=mac(2)) / IP(src=ip4(1), dst=ip4(2)) / UDP(sport=5, dport=6)
+        s.send("in", bytes(body / Raw(struct.pack(">I", i) + b"\x00" * (1000 - len(body) - 4))),
+               at=i * 0.004)
+    s.write()
+
+
+def qos_police_meter():
+    s = Scenario("qos-police-meter",
+                 "Ingress policing and a meter: port in1 is policed at 1 Mbit/s and offered "
+                 "2 Mbit/s; rules send port in2's frames through meter 1 (500 kbit/s) "
+                 "offered 1 Mbit/s. About half of each is dropped, counted as policed and "
+                 "meter.",
+                 [dict(name="in1", ofport=1, qos=dict(police_rate="1M", police_burst="80k")),
+                  dict(name="in2", ofport=2), dict(name="out", ofport=3)],
+                 flows="in_port=1,actions=output:3\nin_port=2,actions=meter:1,output:3",
+                 meters=[dict(id=1, rate="500k", burst="80k")],
+                 ovs=False, ovs_note=NO_OVS_QOS)
+    for i in range(250):
+        body = Ether(src=mac(1), dst=mac(3)) / IP(src=ip4(1), dst=ip4(3)) / UDP(sport=1, dport=2)
+        s.send("in1", bytes(body / Raw(struct.pack(">I", i) + b"\x00" * (1000 - len(body) - 4))),
+               at=i * 0.004)
+        body = Ether(src=mac(2), dst=mac(3)) / IP(src=ip4(2), dst=ip4(3)) / UDP(sport=3, dport=4)
+        s.send("in2", bytes(body / Raw(struct.pack(">I", i) + b"\x00" * (1000 - len(body) - 4))),
+               at=i * 0.008 + 0.001)
+    s.write()
+
+
+def qos_mapping():
+    s = Scenario("qos-mapping",
+                 "Priority from DSCP and remarking: untagged frames from an access port "
+                 "(VLAN 10; DSCP 46 mapped to priority 5, other DSCPs by class selector, "
+                 "non-IP frames priority 2) leave a 1 Mbit/s trunk in priority order "
+                 "(set_queue:7 first), and the tags the trunk adds carry PCPs from DSCP.",
+                 [dict(name="acc", ofport=1, vlan_mode="access", tag=10,
+                       qos=dict(default_pcp=2, dscp_map={"46": 5})),
+                  dict(name="trunk", ofport=2, vlan_mode="trunk",
+                       qos=dict(line_rate="1M", remark_pcp=True))],
+                 flows="priority=10,udp,tp_dst=7,actions=set_queue:7,normal\npriority=0,actions=normal",
+                 ovs=False, ovs_note=NO_OVS_QOS)
+    # The trunk's MAC is learned first, so frames go there unicast.
+    s.send("trunk", Ether(src=mac(2), dst=mac(1)) / Dot1Q(vlan=10) / ARP(psrc=ip4(2), pdst=ip4(1)), at=0.0)
+    t = 0.01
+    frames = []
+    for i, (dscp, dport) in enumerate([(0, 9), (0, 9), (46, 9), (8, 9), (0, 9), (46, 9), (8, 9), (0, 7)]):
+        frames.append(Ether(src=mac(1), dst=mac(2)) / IP(src=ip4(1), dst=ip4(2), tos=dscp << 2) /
+                      UDP(sport=100 + i, dport=dport) / Raw(b"\x00" * 200))
+    frames.insert(5, Ether(src=mac(1), dst=mac(2)) / ARP(psrc=ip4(1), pdst=ip4(2)))
+    for i, f in enumerate(frames):
+        s.send("acc", f, at=t + i * 1e-6)
+    s.write()
+
+
 ALL = [learning, vlan_access_trunk, vlan_native, priority_tags, reserved_multicast, match_l2,
        match_l3l4, actions_vlan, actions_misc, priorities_masks, multi_table, timeouts, mac_aging,
-       mac_eviction, jumbo, mtu, malformed, corpus_sample]
+       mac_eviction, jumbo, mtu, malformed, corpus_sample, qos_strict, qos_drr, qos_shaper,
+       qos_police_meter, qos_mapping]
 
 if __name__ == "__main__":
     want = set(sys.argv[1:])

@@ -155,7 +155,7 @@ fn main() -> Result<(), String> {
             &mut c,
             Req::PortAdd {
                 bridge: "br0".into(),
-                port,
+                port: Box::new(port),
             },
         )?;
     }

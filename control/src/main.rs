@@ -768,10 +768,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         XdpModeArg::Auto => XdpMode::Auto,
                     }),
                     zero_copy: None,
+                    qos: None,
                 };
                 let v = live.call(Req::PortAdd {
                     bridge: bridge.clone(),
-                    port,
+                    port: Box::new(port),
                 })?;
                 eprintln!(
                     "port {name} added to {bridge} as ofport {}",

@@ -111,7 +111,7 @@ pub enum Command {
         /// Bridge.
         bridge: String,
         /// The port.
-        port: PortSpec,
+        port: Box<PortSpec>,
     },
     /// Deletes a port.
     #[serde(rename = "port.del")]

@@ -197,7 +197,7 @@ impl Server {
                 mac_table_size,
             } => self.bridge_add(&name, mac_aging, mac_table_size),
             Command::BridgeDel { name } => self.bridge_del(&name),
-            Command::PortAdd { bridge, port } => self.port_add(&bridge, port),
+            Command::PortAdd { bridge, port } => self.port_add(&bridge, *port),
             Command::PortDel { bridge, name } => self.port_del(&bridge, &name),
             Command::PortStats { bridge } => {
                 self.lock().bridge(&bridge)?;
@@ -402,7 +402,7 @@ impl Server {
         }
         let r = self.call(Op::AddPort {
             bridge: bridge.to_string(),
-            cfg: def.cfg.clone(),
+            cfg: Box::new(def.cfg.clone()),
             dev,
         });
         if let Err(e) = r {
@@ -677,7 +677,7 @@ impl Server {
                 Ok(dev) => {
                     match self.call(Op::AddPort {
                         bridge: b.clone(),
-                        cfg: def.cfg.clone(),
+                        cfg: Box::new(def.cfg.clone()),
                         dev,
                     }) {
                         Ok(_) => {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use xsw_datapath::engine::{BridgeDef, PortDef, PortKind};
 use xsw_datapath::flow::{parse_flow, FlowError, Rule};
 use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
+use xsw_datapath::qos::QosSpec;
 use xsw_datapath::vlan::{PortVlan, VlanMode};
 use xsw_ebpf::AttachMode;
 
@@ -78,6 +79,9 @@ pub struct PortSpec {
     /// Force zero-copy (true) or copy (false) AF_XDP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zero_copy: Option<bool>,
+    /// 802.1p QoS: queues, scheduler, shapers, priority maps, policing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos: Option<QosSpec>,
 }
 
 /// One bridge.
@@ -151,11 +155,27 @@ impl PortSpec {
         check_name("port", &self.name)?;
         let vlan = PortVlan::new(self.vlan_mode, self.tag, self.trunks.as_deref())
             .map_err(|m| format!("port {}: {m}", self.name))?;
+        let qos = match &self.qos {
+            Some(q) => {
+                if q.line_rate.is_some() {
+                    return Err(format!(
+                        "port {}: qos: line_rate is for replay; on a live port the device sets the pace (use rate to shape)",
+                        self.name
+                    ));
+                }
+                Some(
+                    q.to_config()
+                        .map_err(|m| format!("port {}: qos: {m}", self.name))?,
+                )
+            }
+            None => None,
+        };
         let cfg = PortConfig {
             name: self.name.clone(),
             ofport: self.ofport,
             vlan,
             mtu: self.mtu,
+            qos,
         };
         let iface = self.iface().to_string();
         check_ifname(&iface).map_err(|m| format!("port {}: {m}", self.name))?;
@@ -363,6 +383,7 @@ mod tests {
             host_pass: None,
             xdp_mode: None,
             zero_copy: None,
+            qos: None,
         }
     }
 

@@ -547,12 +547,14 @@ impl Bridge {
             }
             self.pipe
                 .process(&mut self.batch, &mut crate::trace::NoTrace);
-            self.flush();
+            self.flush(clock);
         }
-        // Frames a full tx ring refused last time go out before anything
-        // sleeps.
-        if total == 0 && self.tx_pending() {
-            self.flush();
+        // Frames a full tx ring refused last time, and frames QoS shapers
+        // held back whose time has come, go out before anything sleeps.
+        if total == 0
+            && (self.tx_pending() || self.pipe.next_departure().is_some_and(|d| d <= clock.now()))
+        {
+            self.flush(clock);
         }
         total
     }
@@ -562,9 +564,10 @@ impl Bridge {
         (0..self.ports.len()).any(|k| self.pipe.egress_len(k as u16) > 0)
     }
 
-    fn flush(&mut self) {
+    fn flush(&mut self, clock: &SystemClock) {
         for k in 0..self.ports.len() {
-            if self.pipe.egress_len(k as u16) == 0 {
+            let qos = self.pipe.has_qos(k as u16);
+            if self.pipe.egress_len(k as u16) == 0 && !qos {
                 continue;
             }
             let lp = &mut self.ports[k];
@@ -575,7 +578,12 @@ impl Bridge {
                     continue;
                 }
             };
-            if let Err(e) = self.pipe.flush_port(k as u16, dev.port()) {
+            let r = if qos {
+                self.pipe.flush_port_at(k as u16, dev.port(), clock.now())
+            } else {
+                self.pipe.flush_port(k as u16, dev.port())
+            };
+            if let Err(e) = r {
                 self.port_failed(k, &e);
             }
         }
@@ -879,10 +887,25 @@ impl Engine {
             if got > 0 || self.bridges.iter().any(Bridge::tx_pending) {
                 continue;
             }
+            // Frames QoS holds back: sleep no longer than until the first
+            // may leave.
+            let mut max_sleep = self.max_sleep;
+            if let Some(d) = self
+                .bridges
+                .iter()
+                .filter_map(|b| b.pipe.next_departure())
+                .min()
+            {
+                let wait = d.0.saturating_sub(self.clock.now().0);
+                if wait == 0 {
+                    continue;
+                }
+                max_sleep = max_sleep.min(Duration::from_nanos(wait));
+            }
             let since = *idle_from.get_or_insert(now);
-            if woke || now.duration_since(since) >= self.spin_for {
+            if woke || now.duration_since(since) >= self.spin_for.min(max_sleep) {
                 self.idle += now.duration_since(since);
-                self.sleep(self.max_sleep);
+                self.sleep(max_sleep);
                 let after = Instant::now();
                 self.idle += after.duration_since(now);
                 idle_from = Some(after);
@@ -946,11 +969,20 @@ impl Engine {
                 }
             }
         }
-        let ms = max.as_millis().min(i32::MAX as u128) as i32;
+        let ts = libc::timespec {
+            tv_sec: max.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: max.subsec_nanos() as libc::c_long,
+        };
         // SAFETY: `fds` is a valid array of pollfd structs we own for the
-        // duration of the call; poll only writes their `revents`.
+        // duration of the call, `ts` a valid timespec; ppoll only writes
+        // the `revents` fields and uses no signal mask (null).
         unsafe {
-            libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            );
         }
         if let Some(l) = &self.link {
             let mut v = [0u8; 8];

@@ -26,6 +26,7 @@ pub mod parse;
 pub mod pcap;
 pub mod pipeline;
 pub mod port;
+pub mod qos;
 pub mod replay;
 pub mod stats;
 pub mod table;

@@ -29,7 +29,7 @@ pub enum Op {
         /// Bridge name.
         bridge: String,
         /// The port's pipeline configuration.
-        cfg: PortConfig,
+        cfg: Box<PortConfig>,
         /// Its device.
         dev: Device,
     },
@@ -210,7 +210,7 @@ impl Engine {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), garbage(dev));
                 };
-                match b.add_port(cfg, dev) {
+                match b.add_port(*cfg, dev) {
                     Ok(_) => Reply::Done(None),
                     Err(b) => {
                         let (e, dev) = *b;

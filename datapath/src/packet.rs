@@ -18,15 +18,40 @@ pub const BUF_SIZE: usize = HEADROOM + MAX_FRAME + TAILROOM;
 /// Frames per burst on rx and tx.
 pub const BURST: usize = 32;
 
+/// `PacketMeta::queue` when no `set_queue` chose one.
+pub const NO_QUEUE: u32 = u32::MAX;
+
 /// Per-frame metadata that travels with the bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketMeta {
     /// Index of the ingress port in the pipeline's port list.
     pub port: u16,
-    /// When the frame arrived (replay: its pcap timestamp).
+    /// When the frame arrived (replay: its pcap timestamp); on egress from
+    /// a port with QoS, when it leaves.
     pub ts: Timestamp,
-    /// Egress queue chosen by `set_queue` (0 when none).
+    /// Egress queue chosen by `set_queue` ([`NO_QUEUE`] when none).
     pub queue: u32,
+    /// 802.1p priority (0-7) given at ingress to a frame that arrived
+    /// untagged (a tagged frame's priority is its tag's PCP).
+    pub prio: u8,
+}
+
+impl PacketMeta {
+    /// Metadata for a frame received on port `port` at `ts`.
+    pub fn new(port: u16, ts: Timestamp) -> PacketMeta {
+        PacketMeta {
+            port,
+            ts,
+            queue: NO_QUEUE,
+            prio: 0,
+        }
+    }
+}
+
+impl Default for PacketMeta {
+    fn default() -> Self {
+        PacketMeta::new(0, Timestamp(0))
+    }
 }
 
 /// One frame in a fixed-size buffer with headroom.

@@ -20,7 +20,7 @@ use crate::error::Error;
 use crate::flow::{Action, MatchSpec, Rule};
 use crate::key::{Field, FlowKey};
 use crate::mac::MacTable;
-use crate::packet::{Batch, BufPool, PacketBuf, BURST, MAX_FRAME};
+use crate::packet::{Batch, BufPool, PacketBuf, BURST, MAX_FRAME, NO_QUEUE};
 use crate::parse::consts::*;
 use crate::parse::{self, eth_type_vlan, ETH_HEADER_LEN};
 use crate::port::{Port, PortError};
@@ -56,6 +56,8 @@ pub struct PortConfig {
     /// are not sent on the port (counted as `tx_mtu`), as in OVS. `None`:
     /// up to 9216-byte frames.
     pub mtu: Option<u32>,
+    /// QoS: egress queues, shapers, ingress priority and policing.
+    pub qos: Option<crate::qos::QosConfig>,
 }
 
 impl PortConfig {
@@ -66,6 +68,7 @@ impl PortConfig {
             ofport,
             vlan: PortVlan::default(),
             mtu: None,
+            qos: None,
         }
     }
 
@@ -129,8 +132,20 @@ struct PortState {
     /// The port was deleted; its slot waits for the next port added.
     removed: bool,
     stats: PortStats,
-    /// Frames waiting to be sent, oldest first.
+    /// Frames waiting to be sent, oldest first (with QoS: waiting to be
+    /// queued).
     egress: Vec<PacketBuf>,
+    /// QoS egress queues, when the port has QoS.
+    qos: Option<Box<crate::qos::EgressQos>>,
+    /// With QoS: frames the scheduler released that the device has not
+    /// taken yet.
+    txq: Vec<PacketBuf>,
+    /// Ingress policer.
+    police: Option<crate::qos::TokenBucket>,
+    /// Ingress priority settings (default priority, DSCP map) present.
+    ingress_prio: bool,
+    /// Tags this port adds get their PCP from DSCP.
+    remark: bool,
 }
 
 /// A rule that left the tables by timeout, with its final counters.
@@ -184,6 +199,8 @@ struct Xlate {
     key: FlowKey,
     vlans: [Tag; 2],
     base_vlans: [Tag; 2],
+    /// The frame arrived with a VLAN tag.
+    in_tagged: bool,
     macs_dirty: bool,
     in_len: usize,
     now: Timestamp,
@@ -198,7 +215,9 @@ struct Xlate {
     error: Option<DropReason>,
     queue: u32,
     /// The last output so far: (port, queue chosen when it was output).
-    pending: Option<(u16, u32)>,
+    pending: Option<(u16, u32, u8)>,
+    /// A `mod_vlan_pcp` set the outer tag's PCP: it is the frame's priority.
+    pcp_set: bool,
 }
 
 /// One bridge's datapath.
@@ -215,6 +234,8 @@ pub struct Pipeline {
     removed: std::collections::VecDeque<RemovedRule>,
     /// Per-batch stage results.
     scratch: Option<Box<Scratch>>,
+    /// Meters, by id.
+    meters: std::collections::HashMap<u32, crate::qos::Meter>,
     /// No timer work is due before this time (a single compare per frame).
     timer_due: Timestamp,
     /// Frames whose metadata named no port (a driver bug; counted, never panics).
@@ -271,6 +292,7 @@ impl Pipeline {
             removed: std::collections::VecDeque::with_capacity(REMOVED_LOG),
             timer_due: Timestamp(0),
             scratch: Some(Box::default()),
+            meters: std::collections::HashMap::new(),
             unknown_port: 0,
         };
         for c in ports {
@@ -334,14 +356,23 @@ impl Pipeline {
         if self.by_ofport.len() <= of {
             self.by_ofport.resize(of + 1, u16::MAX);
         }
-        let state = PortState {
+        let mut state = PortState {
             limit: cfg.payload_limit(),
             down: false,
             removed: false,
             cfg,
             stats: PortStats::default(),
             egress: Vec::with_capacity(self.opts.egress_limit),
+            qos: None,
+            txq: Vec::new(),
+            police: None,
+            ingress_prio: false,
+            remark: false,
         };
+        let extra = Self::apply_qos(&mut state);
+        for _ in 0..extra {
+            self.pool.put(PacketBuf::new());
+        }
         // A deleted port's slot is reused first, so indices stay small.
         let idx = match self.ports.iter().position(|p| p.removed) {
             Some(i) => {
@@ -373,13 +404,105 @@ impl Pipeline {
         if let Some(p) = self.ports.get_mut(idx as usize) {
             p.down = down;
             if down {
-                for b in p.egress.drain(..) {
+                for b in p.egress.drain(..).chain(p.txq.drain(..)) {
                     self.pool.put(b);
+                }
+                if let Some(q) = p.qos.as_mut() {
+                    for b in q.drain_all() {
+                        self.pool.put(b);
+                    }
                 }
                 self.mac.flush_port(idx);
             }
         }
         self.emc.invalidate();
+    }
+
+    /// Sets up a port's QoS state from its configuration; returns how many
+    /// more buffers its queues may hold.
+    fn apply_qos(ps: &mut PortState) -> usize {
+        let old = ps.qos.take();
+        match &ps.cfg.qos {
+            None => {
+                ps.police = None;
+                ps.ingress_prio = false;
+                ps.remark = false;
+                if let Some(mut q) = old {
+                    ps.egress.extend(q.drain_all());
+                }
+                0
+            }
+            Some(c) => {
+                ps.police = c.police.map(|(r, b)| crate::qos::TokenBucket::new(r, b));
+                ps.ingress_prio = c.default_pcp != 0 || c.dscp_map.is_some();
+                ps.remark = c.remark_pcp;
+                let q = crate::qos::EgressQos::new(c.clone());
+                if let Some(mut o) = old {
+                    // Frames already queued are queued again under the new
+                    // settings at the next flush.
+                    ps.egress.extend(o.drain_all());
+                }
+                ps.txq.reserve(BURST);
+                let n = c.buffers();
+                ps.qos = Some(Box::new(q));
+                n
+            }
+        }
+    }
+
+    /// Changes port `idx`'s QoS (queued frames are kept where they fit).
+    /// `buffers` are added to the pool for the new queues (allocate them
+    /// off the polling thread: [`PacketBuf::new`] per frame of depth).
+    pub fn set_port_qos(
+        &mut self,
+        idx: u16,
+        qos: Option<crate::qos::QosConfig>,
+        buffers: Vec<PacketBuf>,
+    ) {
+        let Some(ps) = self.ports.get_mut(idx as usize) else {
+            return;
+        };
+        ps.cfg.qos = qos;
+        Self::apply_qos(ps);
+        for b in buffers {
+            self.pool.put(b);
+        }
+        self.emc.invalidate();
+    }
+
+    /// Adds, changes (keeping its counters) or, with `None`, deletes a meter.
+    pub fn set_meter(&mut self, id: u32, meter: Option<crate::qos::Meter>) {
+        match meter {
+            Some(mut m) => {
+                if let Some(old) = self.meters.get(&id) {
+                    m.passed = old.passed;
+                    m.dropped = old.dropped;
+                }
+                self.meters.insert(id, m);
+            }
+            None => {
+                self.meters.remove(&id);
+            }
+        }
+    }
+
+    /// The meters: (id, rate bits/s, burst bits, passed, dropped), by id.
+    pub fn meters(&self) -> Vec<(u32, u64, u64, u64, u64)> {
+        let mut v: Vec<_> = self
+            .meters
+            .iter()
+            .map(|(id, m)| (*id, m.bucket.rate(), m.burst, m.passed, m.dropped))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// A port's QoS queue counters, when it has QoS.
+    pub fn queue_stats(&self, idx: u16) -> Option<[crate::qos::QueueStats; crate::qos::N_QUEUES]> {
+        self.ports
+            .get(idx as usize)
+            .and_then(|p| p.qos.as_ref())
+            .map(|q| q.queue_stats())
     }
 
     /// Deletes port `idx`: it is down for good, its number and name are
@@ -413,12 +536,18 @@ impl Pipeline {
     /// Drops what is queued for port `idx`, counting it as `port_down`.
     pub fn discard_egress(&mut self, idx: u16) {
         if let Some(p) = self.ports.get_mut(idx as usize) {
-            p.stats
-                .drops
-                .add(DropReason::PortDown, p.egress.len() as u64);
-            for b in p.egress.drain(..) {
+            let mut n = 0;
+            for b in p.egress.drain(..).chain(p.txq.drain(..)) {
                 self.pool.put(b);
+                n += 1;
             }
+            if let Some(q) = p.qos.as_mut() {
+                for b in q.drain_all() {
+                    self.pool.put(b);
+                    n += 1;
+                }
+            }
+            p.stats.drops.add(DropReason::PortDown, n);
         }
     }
 
@@ -511,14 +640,7 @@ impl Pipeline {
     /// anything: no counters, no learning, nothing sent.
     pub fn trace_dry(&mut self, in_idx: u16, frame: &[u8], now: Timestamp) -> Vec<TraceEvent> {
         let mut batch = Batch::new(1);
-        batch.push_frame(
-            frame,
-            crate::packet::PacketMeta {
-                port: in_idx,
-                ts: now,
-                queue: 0,
-            },
-        );
+        batch.push_frame(frame, crate::packet::PacketMeta::new(in_idx, now));
         let before: Vec<usize> = self.ports.iter().map(|p| p.egress.len()).collect();
         let mut t = crate::trace::DryRun::default();
         self.process(&mut batch, &mut t);
@@ -637,7 +759,7 @@ impl Pipeline {
         };
         for i in 0..n {
             sc.ok[i] = false;
-            if let Some(tag0) = self.receive(&batch.frames()[i], &mut sc.keys[i], t) {
+            if let Some(tag0) = self.receive(&mut batch.frames_mut()[i], &mut sc.keys[i], t) {
                 sc.hash[i] = sc.keys[i].hash64();
                 sc.tag0[i] = tag0;
                 sc.ok[i] = true;
@@ -670,7 +792,12 @@ impl Pipeline {
     /// Receive stage: counts the frame, applies the length checks and parses
     /// it. `None` when it was dropped (and counted).
     #[inline(always)]
-    fn receive<T: Tracer>(&mut self, pkt: &PacketBuf, key: &mut FlowKey, t: &mut T) -> Option<Tag> {
+    fn receive<T: Tracer>(
+        &mut self,
+        pkt: &mut PacketBuf,
+        key: &mut FlowKey,
+        t: &mut T,
+    ) -> Option<Tag> {
         let len = pkt.len();
         let in_idx = pkt.meta.port as usize;
         let Some(port) = self.ports.get_mut(in_idx) else {
@@ -699,10 +826,41 @@ impl Pipeline {
             }
             return None;
         }
+        if let Some(pol) = port.police.as_mut() {
+            let bits = len as u64 * 8;
+            let ok = if T::DRY {
+                pol.ready_at(pkt.meta.ts, bits) <= pkt.meta.ts
+            } else {
+                pol.conform(pkt.meta.ts, bits)
+            };
+            if !ok {
+                if !T::DRY {
+                    port.stats.drops.add(DropReason::Policed, 1);
+                }
+                if T::ENABLED {
+                    t.record(TraceEvent::Dropped {
+                        reason: DropReason::Policed,
+                    });
+                }
+                return None;
+            }
+        }
         let parsed = parse::extract(pkt.data(), port.cfg.ofport, key);
         if !T::DRY {
             port.stats.malformed.add(parsed.note);
         }
+        // The frame's priority: its tag's PCP, else the ingress port's.
+        pkt.meta.prio = match parsed.vlan {
+            Some((_, tci)) => (tci >> 13) as u8,
+            None if port.ingress_prio => {
+                let ip = matches!(key.dl_type(), ETH_TYPE_IP | ETH_TYPE_IPV6);
+                port.cfg
+                    .qos
+                    .as_ref()
+                    .map_or(0, |q| q.ingress_prio(ip.then(|| key.nw_tos() >> 2)))
+            }
+            None => 0,
+        };
         if T::ENABLED {
             t.record(TraceEvent::Parsed {
                 key: *key,
@@ -726,6 +884,7 @@ impl Pipeline {
             key,
             vlans: [tag0, Tag::default()],
             base_vlans: [tag0, Tag::default()],
+            in_tagged: tag0.present(),
             macs_dirty: false,
             in_len: pkt.len(),
             now: pkt.meta.ts,
@@ -736,8 +895,9 @@ impl Pipeline {
             outputs: 0,
             reason: DropReason::ActionDrop,
             error: None,
-            queue: 0,
+            queue: NO_QUEUE,
             pending: None,
+            pcp_set: false,
         }
     }
 
@@ -780,7 +940,10 @@ impl Pipeline {
         ts.matched += 1;
         let _ = self.tables.hit(found.rule, len, now);
         match out {
-            Ok(p) => self.enqueue_last(batch, i, p, 0, &mut crate::trace::NoTrace),
+            Ok(p) => {
+                let prio = batch.frames()[i].meta.prio;
+                self.enqueue_last(batch, i, p, NO_QUEUE, prio, &mut crate::trace::NoTrace)
+            }
             Err(r) => self.drop_on(in_idx, r),
         }
         true
@@ -806,7 +969,7 @@ impl Pipeline {
             });
         }
         let mut key = FlowKey::ZERO;
-        let Some(tag0) = self.receive(&batch.frames()[i], &mut key, t) else {
+        let Some(tag0) = self.receive(&mut batch.frames_mut()[i], &mut key, t) else {
             return;
         };
         let mut x = Self::xlate_for(&batch.frames()[i], key, tag0);
@@ -835,8 +998,8 @@ impl Pipeline {
             }
             return;
         }
-        if let Some((out, queue)) = x.pending {
-            self.enqueue_last(batch, i, out as usize, queue, t);
+        if let Some((out, queue, prio)) = x.pending {
+            self.enqueue_last(batch, i, out as usize, queue, prio, t);
         }
         if x.outputs == 0 {
             if !T::DRY {
@@ -883,6 +1046,7 @@ impl Pipeline {
         i: usize,
         out: usize,
         queue: u32,
+        prio: u8,
         t: &mut T,
     ) {
         if !self.egress_ok(out, batch.frames()[i].data(), t) {
@@ -891,19 +1055,28 @@ impl Pipeline {
         if let Some(fresh) = self.pool.take() {
             let mut b = batch.swap_out(i, fresh);
             b.meta.queue = queue;
+            b.meta.prio = prio;
             self.ports[out].egress.push(b);
         }
     }
 
     /// Queues a copy of the frame on `out`.
     #[inline]
-    fn enqueue_copy<T: Tracer>(&mut self, out: usize, pkt: &PacketBuf, queue: u32, t: &mut T) {
+    fn enqueue_copy<T: Tracer>(
+        &mut self,
+        out: usize,
+        pkt: &PacketBuf,
+        queue: u32,
+        prio: u8,
+        t: &mut T,
+    ) {
         if !self.egress_ok(out, pkt.data(), t) {
             return;
         }
         if let Some(mut b) = self.pool.take() {
             b.copy_from(pkt);
             b.meta.queue = queue;
+            b.meta.prio = prio;
             self.ports[out].egress.push(b);
             self.emitted.push(out as u16);
         }
@@ -1139,6 +1312,7 @@ impl Pipeline {
                     t0.tpid = ETH_TYPE_VLAN;
                 }
                 t0.tci = (t0.tci & !VLAN_PCP_MASK) | ((p as u16 & 7) << 13) | VLAN_CFI;
+                x.pcp_set = true;
                 Self::sync_tci(x);
             }
             Action::StripVlan => {
@@ -1163,6 +1337,27 @@ impl Pipeline {
                 x.macs_dirty = true;
             }
             Action::SetQueue(q) => x.queue = q,
+            Action::Meter(id) => {
+                let bits = x.in_len as u64 * 8;
+                let ok = match self.meters.get_mut(&id) {
+                    Some(m) if T::DRY => m.bucket.ready_at(x.now, bits) <= x.now,
+                    Some(m) => {
+                        let ok = m.bucket.conform(x.now, bits);
+                        if ok {
+                            m.passed += 1;
+                        } else {
+                            m.dropped += 1;
+                        }
+                        ok
+                    }
+                    // A meter that does not exist passes nothing (the
+                    // control plane refuses rules that name one).
+                    None => false,
+                };
+                if !ok {
+                    x.error = Some(DropReason::Meter);
+                }
+            }
             Action::Resubmit { in_port, table } => {
                 let tb = table.unwrap_or(x.table);
                 let Some(back) = Self::enter_resubmit(tb, x) else {
@@ -1195,11 +1390,31 @@ impl Pipeline {
     /// Outputs the frame as the logical flow says it should look now.
     #[inline]
     fn emit<T: Tracer>(&mut self, out: usize, x: &mut Xlate, pkt: &mut PacketBuf, t: &mut T) {
-        if let Some((p, queue)) = x.pending.take() {
-            self.enqueue_copy(p as usize, pkt, queue, t);
+        if let Some((p, queue, prio)) = x.pending.take() {
+            self.enqueue_copy(p as usize, pkt, queue, prio, t);
         }
-        Self::commit(x, pkt);
-        x.pending = Some((out as u16, x.queue));
+        if self.ports[out].remark && !x.in_tagged && x.vlans[0].present() {
+            // A tag this port adds to a frame that came untagged: its PCP
+            // from the frame's DSCP (IP only), for this output alone.
+            let ip = matches!(x.key.dl_type(), ETH_TYPE_IP | ETH_TYPE_IPV6);
+            if let (true, Some(q)) = (ip, self.ports[out].cfg.qos.as_ref()) {
+                let pcp = q.remark(x.key.nw_tos() >> 2) as u16;
+                let saved = x.vlans;
+                x.vlans[0].tci = (x.vlans[0].tci & !VLAN_PCP_MASK) | (pcp << 13);
+                Self::commit(x, pkt);
+                x.vlans = saved;
+            } else {
+                Self::commit(x, pkt);
+            }
+        } else {
+            Self::commit(x, pkt);
+        }
+        let prio = if x.pcp_set && x.vlans[0].present() {
+            (x.vlans[0].tci >> 13) as u8
+        } else {
+            pkt.meta.prio
+        };
+        x.pending = Some((out as u16, x.queue, prio));
         x.outputs += 1;
         if T::ENABLED {
             let tci = if x.base_vlans[0].present() {
@@ -1421,15 +1636,108 @@ impl Pipeline {
         x.vlans = old;
     }
 
-    /// Frames waiting to be sent on port `idx`.
+    /// Frames waiting to be sent on port `idx` now (not those a QoS
+    /// shaper holds back).
     pub fn egress_len(&self, idx: u16) -> usize {
-        self.ports.get(idx as usize).map_or(0, |p| p.egress.len())
+        self.ports
+            .get(idx as usize)
+            .map_or(0, |p| p.egress.len() + p.txq.len())
+    }
+
+    /// True when port `idx` has QoS queues.
+    pub fn has_qos(&self, idx: u16) -> bool {
+        self.ports
+            .get(idx as usize)
+            .is_some_and(|p| p.qos.is_some())
+    }
+
+    /// When a frame held in some port's QoS queues may next leave.
+    pub fn next_departure(&self) -> Option<Timestamp> {
+        self.ports
+            .iter()
+            .filter_map(|p| p.qos.as_ref().and_then(|q| q.next_departure()))
+            .min()
     }
 
     /// Sends what is queued for port `idx` through `port`, in bursts.
     /// Frames the port does not take now stay queued. On a port error the
     /// queue is dropped (counted as `tx_error`) and the error returned.
+    /// For a port with QoS, see [`Pipeline::flush_port_at`]; this sends
+    /// what its scheduler releases by the newest frame's time.
     pub fn flush_port(&mut self, idx: u16, port: &mut dyn Port) -> Result<usize, PortError> {
+        if self.has_qos(idx) {
+            let now = self
+                .ports
+                .get(idx as usize)
+                .and_then(|p| p.egress.iter().map(|b| b.meta.ts).max())
+                .unwrap_or(Timestamp(0));
+            return self.flush_port_at(idx, port, now);
+        }
+        self.flush_plain(idx, port)
+    }
+
+    /// Sends what port `idx` may send by `now`: for a port with QoS, new
+    /// frames join their queues (a full queue drops them, counted) and the
+    /// scheduler releases frames whose departure time has come, each
+    /// stamped with it; without QoS, as [`Pipeline::flush_port`].
+    pub fn flush_port_at(
+        &mut self,
+        idx: u16,
+        port: &mut dyn Port,
+        now: Timestamp,
+    ) -> Result<usize, PortError> {
+        let Some(ps) = self.ports.get_mut(idx as usize) else {
+            return Ok(0);
+        };
+        let Some(q) = ps.qos.as_mut() else {
+            return self.flush_plain(idx, port);
+        };
+        for b in ps.egress.drain(..) {
+            if let Err(b) = q.enqueue(b) {
+                ps.stats.drops.add(DropReason::QueueFull, 1);
+                self.pool.put(b);
+            }
+        }
+        let mut sent = 0;
+        loop {
+            if ps.txq.is_empty() {
+                while ps.txq.len() < BURST {
+                    match q.dequeue(now) {
+                        Some(b) => ps.txq.push(b),
+                        None => break,
+                    }
+                }
+                if ps.txq.is_empty() {
+                    break;
+                }
+            }
+            let want = ps.txq.len();
+            match port.tx_burst(&ps.txq) {
+                Ok(n) => {
+                    let n = n.min(want);
+                    sent += n;
+                    ps.stats.tx_packets += n as u64;
+                    for b in ps.txq.drain(..n) {
+                        ps.stats.tx_bytes += b.len() as u64;
+                        self.pool.put(b);
+                    }
+                    if n < want {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    ps.stats.drops.add(DropReason::TxError, ps.txq.len() as u64);
+                    for b in ps.txq.drain(..) {
+                        self.pool.put(b);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    fn flush_plain(&mut self, idx: u16, port: &mut dyn Port) -> Result<usize, PortError> {
         let Some(ps) = self.ports.get_mut(idx as usize) else {
             return Ok(0);
         };
@@ -1571,11 +1879,7 @@ mod tests {
             self.batch.clear();
             self.batch.push_frame(
                 f,
-                crate::packet::PacketMeta {
-                    port: i,
-                    ts: Timestamp::from_secs(s),
-                    queue: 0,
-                },
+                crate::packet::PacketMeta::new(i, Timestamp::from_secs(s)),
             );
             self.p.process(&mut self.batch, &mut NoTrace);
             let mut out = Vec::new();
@@ -1788,14 +2092,8 @@ mod tests {
             r.batch.clear();
             for (k, (port, f)) in chunk.iter().enumerate() {
                 let ts = Timestamp((n * batch_size + k) as u64 * 300_000_000);
-                r.batch.push_frame(
-                    f,
-                    crate::packet::PacketMeta {
-                        port: *port,
-                        ts,
-                        queue: 0,
-                    },
-                );
+                r.batch
+                    .push_frame(f, crate::packet::PacketMeta::new(*port, ts));
             }
             r.p.process(&mut r.batch, &mut NoTrace);
             for (k, port) in r.ports.iter_mut().enumerate() {
@@ -1853,11 +2151,7 @@ mod tests {
         let mut plain = Rig::new(ports3(), &rules);
         let mut traced = Rig::new(ports3(), &rules);
         for (n, (port, f)) in mixed_frames().into_iter().enumerate() {
-            let meta = crate::packet::PacketMeta {
-                port,
-                ts: Timestamp(n as u64 * 100_000_000),
-                queue: 0,
-            };
+            let meta = crate::packet::PacketMeta::new(port, Timestamp(n as u64 * 100_000_000));
             plain.batch.clear();
             plain.batch.push_frame(&f, meta);
             plain.p.process(&mut plain.batch, &mut NoTrace);

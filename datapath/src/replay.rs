@@ -37,7 +37,52 @@ struct ScenarioFile {
     #[serde(default)]
     port: Vec<toml::Spanned<PortFile>>,
     #[serde(default)]
+    meter: Vec<toml::Spanned<MeterFile>>,
+    #[serde(default)]
     check: Option<CheckFile>,
+}
+
+/// A meter in `scenario.toml`: `[[meter]] id = 1, rate = "10M", burst = "200k"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeterFile {
+    id: u32,
+    rate: String,
+    #[serde(default)]
+    burst: Option<String>,
+}
+
+/// A meter, checked: id, rate (bits/s), burst (bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MeterDef {
+    /// Id (1-65535).
+    pub id: u32,
+    /// Rate, bits/s.
+    pub rate: u64,
+    /// Burst, bits.
+    pub burst: u64,
+}
+
+impl MeterDef {
+    /// Checks a meter given as text (`rate` and `burst` in bits, k/M/G).
+    pub fn parse(id: u32, rate: &str, burst: Option<&str>) -> Result<MeterDef, String> {
+        if id == 0 || id > crate::flow::syntax::MAX_METER {
+            return Err(format!(
+                "meter {id}: ids are 1-{}",
+                crate::flow::syntax::MAX_METER
+            ));
+        }
+        let spec = crate::qos::QosSpec {
+            police_rate: Some(rate.to_string()),
+            police_burst: burst.map(str::to_string),
+            ..Default::default()
+        };
+        let c = spec
+            .to_config()
+            .map_err(|e| format!("meter {id}: {}", e.replace("police_", "")))?;
+        let (rate, burst) = c.police.unwrap_or((0, 0));
+        Ok(MeterDef { id, rate, burst })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -62,6 +107,8 @@ struct PortFile {
     trunks: Option<Vec<u16>>,
     #[serde(default)]
     mtu: Option<u32>,
+    #[serde(default)]
+    qos: Option<crate::qos::QosSpec>,
 }
 
 /// How the scenario's expected output was checked against Open vSwitch.
@@ -95,6 +142,8 @@ pub struct Scenario {
     pub rules: Vec<(usize, Rule)>,
     /// Pipeline options from `[bridge]`.
     pub options: PipelineOptions,
+    /// Meters from `[[meter]]`.
+    pub meters: Vec<MeterDef>,
     /// The `[check]` table.
     pub check: Option<CheckFile>,
 }
@@ -140,11 +189,18 @@ impl Scenario {
             }
             let vlan = PortVlan::new(p.vlan_mode, p.tag, p.trunks.as_deref())
                 .map_err(|m| cfg_err(Some(span.clone()), format!("port {}: {m}", p.name)))?;
+            let qos = match &p.qos {
+                Some(q) => Some(q.to_config().map_err(|m| {
+                    cfg_err(Some(span.clone()), format!("port {}: qos: {m}", p.name))
+                })?),
+                None => None,
+            };
             let cfg = PortConfig {
                 name: p.name.clone(),
                 ofport: p.ofport,
                 vlan,
                 mtu: p.mtu,
+                qos,
             };
             if let Some(o) = ports
                 .iter()
@@ -156,7 +212,7 @@ impl Scenario {
                 ));
             }
             // Let the pipeline's own checks speak (ofport and MTU ranges).
-            Pipeline::new(vec![cfg.clone()], PipelineOptions::default())
+            Pipeline::check_ports(std::slice::from_ref(&cfg))
                 .map_err(|e| cfg_err(Some(span.clone()), e.to_string()))?;
             ports.push(cfg);
         }
@@ -245,12 +301,42 @@ impl Scenario {
             vec![(0, Rule::default_normal())]
         };
 
+        // Meters, and the rules that use them.
+        let mut meters: Vec<MeterDef> = Vec::new();
+        for sm in &file.meter {
+            let m = sm.get_ref();
+            let def = MeterDef::parse(m.id, &m.rate, m.burst.as_deref())
+                .map_err(|e| cfg_err(Some(sm.span()), e))?;
+            if meters.iter().any(|x| x.id == def.id) {
+                return Err(cfg_err(
+                    Some(sm.span()),
+                    format!("meter {} is defined twice", def.id),
+                ));
+            }
+            meters.push(def);
+        }
+        for (line, r) in &rules {
+            for a in &r.actions {
+                if let crate::flow::Action::Meter(id) = a {
+                    if !meters.iter().any(|m| m.id == *id) {
+                        return Err(Error::Config {
+                            path: flows_path.clone(),
+                            line: *line,
+                            col: 1,
+                            msg: format!("meter:{id}: no such meter (add a [[meter]] with id = {id} to scenario.toml)"),
+                        });
+                    }
+                }
+            }
+        }
+
         Ok(Scenario {
             dir: dir.to_path_buf(),
             description: file.description,
             ports,
             inputs,
             rules,
+            meters,
             options,
             check: file.check,
         })
@@ -301,6 +387,39 @@ pub struct PortSummary {
     pub malformed: BTreeMap<String, u64>,
     /// What the capture reader skipped or noticed.
     pub capture: BTreeMap<String, u64>,
+    /// QoS queues, for a port with QoS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queues: Option<Vec<QueueSummary>>,
+}
+
+/// One QoS queue's counters in a summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueSummary {
+    /// Queue number.
+    pub queue: u8,
+    /// Frames queued.
+    pub enqueued: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames dropped: queue full.
+    pub dropped: u64,
+}
+
+/// One meter's counters in a summary.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MeterSummary {
+    /// Id.
+    pub id: u32,
+    /// Rate, bits/s.
+    pub rate: u64,
+    /// Burst, bits.
+    pub burst: u64,
+    /// Frames that passed.
+    pub passed: u64,
+    /// Frames dropped.
+    pub dropped: u64,
 }
 
 /// One rule's counters in a summary.
@@ -338,6 +457,9 @@ pub struct Summary {
     pub mac_table: BTreeMap<String, u64>,
     /// Damaged inputs (frames before the damage were replayed).
     pub input_errors: Vec<String>,
+    /// Meters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<MeterSummary>,
 }
 
 fn counters_map(d: &DropCounters) -> BTreeMap<String, u64> {
@@ -409,6 +531,18 @@ impl Summary {
                 let m: Vec<String> = p.capture.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 s.push_str(&format!("{:<15} capture: {}\n", "", m.join(" ")));
             }
+            for q in p.queues.iter().flatten() {
+                s.push_str(&format!(
+                    "{:<15} queue {}: {} queued, {} sent ({} bytes), {} dropped (full)\n",
+                    "", q.queue, q.enqueued, q.tx_packets, q.tx_bytes, q.dropped
+                ));
+            }
+        }
+        for m in &self.meters {
+            s.push_str(&format!(
+                "meter {}: {} bit/s, burst {} bits: {} passed, {} dropped\n",
+                m.id, m.rate, m.burst, m.passed, m.dropped
+            ));
         }
         s.push_str("\nrules (dump-flows, as of the last frame or the rule's removal):\n");
         for r in &self.rules {
@@ -514,6 +648,12 @@ fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
     for (_, r) in &sc.rules {
         p.add_rule(r.clone(), start);
     }
+    for m in &sc.meters {
+        let mut meter = crate::qos::Meter::new(m.rate, m.burst);
+        // Full at the start of the capture.
+        meter.bucket.take(start, 0);
+        p.set_meter(m.id, Some(meter));
+    }
     Ok(p)
 }
 
@@ -531,15 +671,29 @@ pub fn replay(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
     let mut pipe = build_pipeline(sc, start)?;
     let clock = ManualClock::new(start);
     let mut merger = Merger::new(sc);
-    let mut batch = Batch::new(BURST);
+    // With QoS, queues fill and drain on the captures' clock: frames are
+    // switched one at a time, and before each, the queues release what
+    // leaves by its time (stamped with departure times).
+    let qos = sc.ports.iter().any(|p| p.qos.is_some());
+    let mut batch = Batch::new(if qos { 1 } else { BURST });
     let mut frames_in = 0u64;
     let mut tracer = crate::trace::NoTrace;
     let mut last = start;
+    let port_err = |k: usize, e: crate::port::PortError| Error::Port {
+        port: sc.ports[k].name.clone(),
+        msg: e.to_string(),
+    };
     loop {
         let next = merger.next(&mut inputs, &clock);
         if let Some((i, p)) = next {
             let f = &merger.look[i].frames()[p];
             last = last.max(f.meta.ts);
+            if qos {
+                for (k, out) in outputs.iter_mut().enumerate() {
+                    pipe.flush_port_at(k as u16, out, f.meta.ts)
+                        .map_err(|e| port_err(k, e))?;
+                }
+            }
             batch.push_frame(
                 f.data(),
                 PacketMeta {
@@ -553,14 +707,23 @@ pub fn replay(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
             pipe.process(&mut batch, &mut tracer);
             batch.clear();
             for (k, out) in outputs.iter_mut().enumerate() {
-                pipe.flush_port(k as u16, out).map_err(|e| Error::Port {
-                    port: sc.ports[k].name.clone(),
-                    msg: e.to_string(),
-                })?;
+                if qos {
+                    pipe.flush_port_at(k as u16, out, last)
+                } else {
+                    pipe.flush_port(k as u16, out)
+                }
+                .map_err(|e| port_err(k, e))?;
             }
         }
         if next.is_none() {
             break;
+        }
+    }
+    if qos {
+        // What is still queued leaves after the last input, at its time.
+        for (k, out) in outputs.iter_mut().enumerate() {
+            pipe.flush_port_at(k as u16, out, Timestamp(u64::MAX))
+                .map_err(|e| port_err(k, e))?;
         }
     }
     for (k, out) in outputs.iter_mut().enumerate() {
@@ -611,6 +774,19 @@ fn summarize(
             drops: counters_map(&st.drops),
             malformed: malformed_map(&st.malformed),
             capture: backend_map(&inputs[i].backend_stats()),
+            queues: pipe.queue_stats(i as u16).map(|qs| {
+                qs.iter()
+                    .enumerate()
+                    .filter(|(_, q)| q.enqueued > 0 || q.dropped > 0)
+                    .map(|(k, q)| QueueSummary {
+                        queue: k as u8,
+                        enqueued: q.enqueued,
+                        tx_packets: q.tx_packets,
+                        tx_bytes: q.tx_bytes,
+                        dropped: q.dropped,
+                    })
+                    .collect()
+            }),
         });
     }
     // Rules in flows.txt order: live ones and those removed by timeouts.
@@ -681,6 +857,17 @@ fn summarize(
         tables,
         mac_table,
         input_errors,
+        meters: pipe
+            .meters()
+            .into_iter()
+            .map(|(id, rate, burst, passed, dropped)| MeterSummary {
+                id,
+                rate,
+                burst,
+                passed,
+                dropped,
+            })
+            .collect(),
     }
 }
 
@@ -782,14 +969,7 @@ pub fn trace(sc: &Scenario, req: &TraceRequest) -> Result<TraceReport, Error> {
         }
     }
     let mut batch = Batch::new(1);
-    batch.push_frame(
-        &req.frame,
-        PacketMeta {
-            port: in_idx as u16,
-            ts,
-            queue: 0,
-        },
-    );
+    batch.push_frame(&req.frame, PacketMeta::new(in_idx as u16, ts));
     let mut log = TraceLog::default();
     pipe.process(&mut batch, &mut log);
     Ok(TraceReport {

@@ -56,6 +56,10 @@ drop_reasons! {
     TxError = "tx_error",
     /// The output port is down (its device vanished).
     PortDown = "port_down",
+    /// Over the ingress port's policing rate.
+    Policed = "policed",
+    /// Over the rate of the meter a rule sent it through.
+    Meter = "meter",
 }
 
 /// Number of drop reasons.

@@ -225,11 +225,7 @@ pub fn build(name: &str) -> Option<Bench> {
                 b.batch.clear();
                 b.batch.push_frame(
                     &udp_frame(m, 0xffff_ffff, 1, 2, 3, 4),
-                    PacketMeta {
-                        port: port_of(m),
-                        ts: now,
-                        queue: 0,
-                    },
+                    PacketMeta::new(port_of(m), now),
                 );
                 b.pipe.process(&mut b.batch, &mut NoTrace);
                 for (i, s) in b.sinks.iter_mut().enumerate() {

@@ -46,6 +46,9 @@ pub enum Action {
     },
     /// `goto_table:T`: continue in table T (must be last, T above this table).
     GotoTable(u8),
+    /// `meter:N`: police the frame with meter N; over its rate, the frame
+    /// is dropped whole (counted as `meter`).
+    Meter(u32),
 }
 
 impl fmt::Display for Action {
@@ -64,6 +67,7 @@ impl fmt::Display for Action {
             Action::SetDlSrc(m) => write!(f, "mod_dl_src:{}", Mac(m)),
             Action::SetDlDst(m) => write!(f, "mod_dl_dst:{}", Mac(m)),
             Action::SetQueue(q) => write!(f, "set_queue:{q}"),
+            Action::Meter(m) => write!(f, "meter:{m}"),
             Action::Resubmit { in_port, table } => match (in_port, table) {
                 (Some(p), None) => write!(f, "resubmit:{p}"),
                 (p, t) => {

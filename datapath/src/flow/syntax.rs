@@ -73,6 +73,9 @@ impl<F: Fn(&str) -> Option<u16>> PortNames for F {
     }
 }
 
+/// The largest meter id.
+pub const MAX_METER: u32 = 65_535;
+
 /// A match with the rule-identifying fields around it (for deleting rules).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MatchSpec {
@@ -823,9 +826,17 @@ fn parse_actions<P: PortNames + ?Sized>(
             }
             "set_queue" => Action::SetQueue(num(
                 need_arg("a queue number")?,
-                u32::MAX as u64,
+                u32::MAX as u64 - 1,
                 "a queue number",
             )? as u32),
+            "meter" => {
+                let s = need_arg("a meter id")?;
+                let id = num(s, MAX_METER as u64, "a meter id")?;
+                if id == 0 {
+                    return Err(FlowError::new(acol, "meter: ids start at 1"));
+                }
+                Action::Meter(id as u32)
+            }
             "resubmit" => {
                 let s = need_arg("a port, or (PORT,TABLE)")?;
                 if tok[name.len()..].starts_with('(') {
@@ -868,9 +879,9 @@ fn parse_actions<P: PortNames + ?Sized>(
                 goto_col = Some(col);
                 Action::GotoTable(t)
             }
-            "controller" | "local" | "learn" | "ct" | "meter" | "set_field" | "load" | "move"
-            | "enqueue" | "note" | "dec_ttl" | "mod_nw_src" | "mod_nw_dst" | "mod_tp_src"
-            | "mod_tp_dst" | "mod_nw_tos" => {
+            "controller" | "local" | "learn" | "ct" | "set_field" | "load" | "move" | "enqueue"
+            | "note" | "dec_ttl" | "mod_nw_src" | "mod_nw_dst" | "mod_tp_src" | "mod_tp_dst"
+            | "mod_nw_tos" => {
                 return Err(FlowError::new(
                     col,
                     format!("action `{lname}` is not supported by xsw"),

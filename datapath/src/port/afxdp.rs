@@ -324,11 +324,7 @@ impl AfXdpPort {
                 };
                 if open.is_none() {
                     slot.fill(&[]);
-                    slot.meta = PacketMeta {
-                        port: port_index,
-                        ts: now,
-                        queue: 0,
-                    };
+                    slot.meta = PacketMeta::new(port_index, now);
                     open = Some(false);
                 }
                 // SAFETY: `d` came from this queue's rx ring, so it names a

@@ -90,11 +90,7 @@ impl Port for MemoryPort {
             let now = clock.now();
             while let Some(slot) = batch.next_slot() {
                 slot.fill(&self.cycle[self.cycle_pos]);
-                slot.meta = PacketMeta {
-                    port: port_index,
-                    ts: now,
-                    queue: 0,
-                };
+                slot.meta = PacketMeta::new(port_index, now);
                 batch.commit();
                 self.cycle_pos += 1;
                 if self.cycle_pos == self.cycle.len() {
@@ -108,14 +104,7 @@ impl Port for MemoryPort {
             let Some((ts, f)) = self.queue.pop_front() else {
                 break;
             };
-            batch.push_frame(
-                &f,
-                PacketMeta {
-                    port: port_index,
-                    ts,
-                    queue: 0,
-                },
-            );
+            batch.push_frame(&f, PacketMeta::new(port_index, ts));
             n += 1;
         }
         Ok(n)

@@ -107,14 +107,7 @@ impl Port for PcapPort {
                     if (rec.data.len() as u64) < rec.orig_len as u64 {
                         self.stats.rx_snap_truncated += 1;
                     }
-                    batch.push_frame(
-                        rec.data,
-                        PacketMeta {
-                            port: port_index,
-                            ts: rec.ts,
-                            queue: 0,
-                        },
-                    );
+                    batch.push_frame(rec.data, PacketMeta::new(port_index, rec.ts));
                     n += 1;
                 }
                 Ok(None) => {

@@ -122,11 +122,7 @@ impl Port for TapPort {
                 break;
             }
             slot.truncate(r as usize);
-            slot.meta = PacketMeta {
-                port: port_index,
-                ts: *now.get_or_insert_with(|| clock.now()),
-                queue: 0,
-            };
+            slot.meta = PacketMeta::new(port_index, *now.get_or_insert_with(|| clock.now()));
             batch.commit();
             n += 1;
         }
