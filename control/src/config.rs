@@ -48,6 +48,8 @@ struct BridgeFile {
     mac_table_size: Option<usize>,
     #[serde(default)]
     port: Vec<toml::Spanned<PortSpec>>,
+    #[serde(default)]
+    meter: Vec<crate::spec::MeterSpec>,
 }
 
 fn line_col(text: &str, byte: usize) -> (usize, usize) {
@@ -106,6 +108,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeSpec>, Error> {
             ));
         }
         let mut spec = BridgeSpec::new(&b.name);
+        spec.meters = b.meter.clone();
+        for m in &spec.meters {
+            m.check()
+                .map_err(|e| err(at.clone(), format!("bridge {}: {e}", b.name)))?;
+        }
         spec.mac_aging = b.mac_aging;
         spec.mac_table_size = b.mac_table_size;
         spec.options().map_err(|m| err(at.clone(), m))?;

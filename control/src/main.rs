@@ -11,8 +11,9 @@ use serde_json::Value;
 
 use xsw_control::client::{self, Client, ClientError};
 use xsw_control::proto::Command as Req;
-use xsw_control::spec::{PortSpec, PortType, XdpMode};
+use xsw_control::spec::{MeterSpec, PortSpec, PortType, XdpMode};
 use xsw_datapath::flow::{parse_flow, FlowError};
+use xsw_datapath::qos::{QosSpec, QueueSpec};
 use xsw_datapath::replay::{self, Scenario, TraceRequest};
 use xsw_datapath::trace::TraceJson;
 use xsw_datapath::vlan::VlanMode;
@@ -147,6 +148,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: FdbCmd,
     },
+    /// Meters: policers rules send frames through (`actions=meter:N,...`).
+    Meter {
+        #[command(subcommand)]
+        cmd: MeterCmd,
+    },
     /// Print a shell completion script.
     #[command(after_help = "Example:\n  xsw completions bash > /etc/bash_completion.d/xsw")]
     Completions {
@@ -249,8 +255,34 @@ enum PortCmd {
         /// The port.
         name: String,
     },
+    /// Change a port's settings: its QoS.
+    ///
+    /// `qos` takes KEY=VALUE settings that replace the port's whole QoS
+    /// (`qos none` removes it): rate=, burst= (port shaper, bits: 100M, 1.5G,
+    /// 64k), scheduler=strict|drr|ets, strict_queues=N (ets: the top N
+    /// queues strict), weights=W0,...,W7 (DRR, 1-100), pcp_map=Q0,...,Q7
+    /// (queue per priority; default 1,0,2,3,4,5,6,7), default_pcp=P and
+    /// dscp_map=DSCP:P,... (priority of frames arriving untagged here),
+    /// remark_pcp=true (tags this port adds get PCP from DSCP),
+    /// police_rate=, police_burst= (ingress policing), queueN.rate=,
+    /// queueN.burst=, queueN.depth= (queue N's shaper and depth).
+    #[command(
+        after_help = "Examples:\n  xsw port set br0 uplink qos rate=100M scheduler=strict\n  xsw port set br0 uplink qos rate=1G scheduler=ets strict_queues=2 weights=1,1,2,2,4,4,1,1 queue6.rate=200M\n  xsw port set br0 vm1 qos dscp_map=46:5,48:6 police_rate=50M\n  xsw port set br0 uplink qos none"
+    )]
+    Set {
+        /// The bridge.
+        bridge: String,
+        /// The port.
+        name: String,
+        /// What to set (only `qos` for now).
+        #[arg(value_parser = ["qos"])]
+        what: String,
+        /// KEY=VALUE settings, or `none`.
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
     /// Port counters: rx/tx packets and bytes, drops by reason, XDP verdicts,
-    /// kernel ring drops.
+    /// kernel ring drops, QoS queues.
     #[command(after_help = "Example:\n  xsw port stats br0 --json | jq '.ports[].stats'")]
     Stats {
         /// The bridge.
@@ -338,6 +370,41 @@ enum FlowCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum MeterCmd {
+    /// Add a meter, or change one (its counters stay): rate= and burst= in
+    /// bits (k/M/G). Frames over the rate are dropped (counted as `meter`).
+    #[command(
+        after_help = "Example:\n  xsw meter add br0 1 rate=10M burst=200k\n  xsw flow add br0 'in_port=vm1,actions=meter:1,normal'"
+    )]
+    Add {
+        /// The bridge.
+        bridge: String,
+        /// Meter id, 1-65535.
+        id: u32,
+        /// rate=BITS [burst=BITS]
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+    /// Delete a meter (refused while rules use it).
+    #[command(after_help = "Example:\n  xsw meter del br0 1")]
+    Del {
+        /// The bridge.
+        bridge: String,
+        /// Meter id.
+        id: u32,
+    },
+    /// Meters with what they passed and dropped.
+    #[command(after_help = "Example:\n  xsw meter show br0")]
+    Show {
+        /// The bridge.
+        bridge: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum FdbCmd {
     /// The learned MACs: port, VLAN, MAC, age in seconds.
     #[command(after_help = "Example:\n  xsw fdb show br0")]
@@ -354,6 +421,101 @@ enum FdbCmd {
         /// The bridge.
         bridge: String,
     },
+}
+
+/// Splits KEY=VALUE settings.
+fn settings(args: &[String]) -> Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| anyhow::anyhow!("`{a}`: expected KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn num_list<T: std::str::FromStr>(key: &str, v: &str) -> Result<Vec<T>> {
+    v.split(',')
+        .map(|x| {
+            x.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{key}: `{x}` is not a number"))
+        })
+        .collect()
+}
+
+/// A QoS setting from `xsw port set ... qos KEY=VALUE...`.
+fn qos_spec(args: &[String]) -> Result<Option<QosSpec>> {
+    if args.len() == 1 && args[0] == "none" {
+        return Ok(None);
+    }
+    let mut q = QosSpec::default();
+    let mut queues: Vec<QueueSpec> = Vec::new();
+    for (k, v) in settings(args)? {
+        match k.as_str() {
+            "rate" => q.rate = Some(v),
+            "burst" => q.burst = Some(v),
+            "scheduler" => q.scheduler = Some(v),
+            "strict_queues" => q.strict_queues = Some(num_list::<u8>(&k, &v)?[0]),
+            "weights" => q.weights = Some(num_list(&k, &v)?),
+            "pcp_map" => q.pcp_map = Some(num_list(&k, &v)?),
+            "default_pcp" => q.default_pcp = Some(num_list::<u8>(&k, &v)?[0]),
+            "dscp_map" => {
+                let mut m = std::collections::BTreeMap::new();
+                for pair in v.split(',') {
+                    let (d, p) = pair.split_once(':').ok_or_else(|| {
+                        anyhow::anyhow!("dscp_map: `{pair}` is not DSCP:PRIORITY")
+                    })?;
+                    let p: u8 = p
+                        .trim()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("dscp_map: `{p}` is not a priority"))?;
+                    m.insert(d.trim().to_string(), p);
+                }
+                q.dscp_map = Some(m);
+            }
+            "remark_pcp" => {
+                q.remark_pcp = Some(match v.as_str() {
+                    "true" | "yes" | "1" => true,
+                    "false" | "no" | "0" => false,
+                    _ => bail!("remark_pcp: `{v}`: true or false"),
+                })
+            }
+            "police_rate" => q.police_rate = Some(v),
+            "police_burst" => q.police_burst = Some(v),
+            other => {
+                let Some((qn, field)) = other
+                    .strip_prefix("queue")
+                    .and_then(|r| r.split_once('.'))
+                    .and_then(|(n, f)| n.parse::<u8>().ok().map(|n| (n, f)))
+                else {
+                    bail!("qos: unknown setting `{other}` (see xsw port set --help)");
+                };
+                let i = match queues.iter().position(|x| x.queue == qn) {
+                    Some(i) => i,
+                    None => {
+                        queues.push(QueueSpec {
+                            queue: qn,
+                            ..Default::default()
+                        });
+                        queues.len() - 1
+                    }
+                };
+                match field {
+                    "rate" => queues[i].rate = Some(v),
+                    "burst" => queues[i].burst = Some(v),
+                    "depth" => queues[i].depth = Some(num_list::<usize>(other, &v)?[0]),
+                    f => bail!("qos: queue{qn}.{f}: a queue has rate, burst and depth"),
+                }
+            }
+        }
+    }
+    if !queues.is_empty() {
+        q.queues = Some(queues);
+    }
+    // Checked here too, so a typo is reported before the daemon is asked.
+    q.to_config().map_err(|e| anyhow::anyhow!("qos: {e}"))?;
+    Ok(Some(q))
 }
 
 fn parse_hex(s: &str) -> Result<Vec<u8>> {
@@ -522,6 +684,7 @@ fn show_text(v: &Value) -> String {
                     s(&p["interface"]),
                     s(&p["vlan"]),
                     s(&p["mtu"]),
+                    qos_text(&p["qos"]),
                     s(&p["xdp_mode"]),
                     s(&p["state"]),
                 ]
@@ -535,6 +698,7 @@ fn show_text(v: &Value) -> String {
                 "INTERFACE",
                 "VLAN",
                 "MTU",
+                "QOS",
                 "XDP",
                 "STATE",
             ],
@@ -550,6 +714,35 @@ fn show_text(v: &Value) -> String {
         ));
     }
     out
+}
+
+/// A port's QoS in a few words: `100M strict`, `drr`, `police 50M`, `-`.
+fn qos_text(q: &Value) -> String {
+    let Some(o) = q.as_object() else {
+        return "-".into();
+    };
+    let mut parts = Vec::new();
+    if let Some(r) = o.get("rate").and_then(Value::as_str) {
+        parts.push(r.to_string());
+    }
+    let sched = o
+        .get("scheduler")
+        .and_then(Value::as_str)
+        .unwrap_or("strict");
+    match o.get("strict_queues").and_then(Value::as_u64) {
+        Some(n) => parts.push(format!("{sched}/{n}")),
+        None => parts.push(sched.to_string()),
+    }
+    if let Some(r) = o.get("police_rate").and_then(Value::as_str) {
+        parts.push(format!("police {r}"));
+    }
+    if o.contains_key("dscp_map") {
+        parts.push("dscp".into());
+    }
+    if o.get("remark_pcp").and_then(Value::as_bool) == Some(true) {
+        parts.push("remark".into());
+    }
+    parts.join(" ")
 }
 
 fn stats_text(v: &Value) -> String {
@@ -611,6 +804,21 @@ fn stats_text(v: &Value) -> String {
         .collect();
         if !kernel.is_empty() {
             parts.push(format!("device: {}", kernel.join(" ")));
+        }
+        if let Some(qs) = p["queues"].as_array() {
+            for (i, q) in qs.iter().enumerate() {
+                if q["enqueued"].as_u64().unwrap_or(0) == 0 {
+                    continue;
+                }
+                parts.push(format!(
+                    "queue {i}: {} queued, {} sent ({} bytes), {} dropped (full), {} waiting",
+                    s(&q["enqueued"]),
+                    s(&q["tx_packets"]),
+                    s(&q["tx_bytes"]),
+                    s(&q["dropped"]),
+                    s(&q["depth"])
+                ));
+            }
         }
         if let Some(m) = p["stats"]["malformed"].as_object() {
             if !m.is_empty() {
@@ -788,6 +996,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 eprintln!("port {name} deleted from {bridge}");
                 Ok(ExitCode::SUCCESS)
             }
+            PortCmd::Set {
+                bridge,
+                name,
+                what: _,
+                settings: s,
+            } => {
+                let qos = qos_spec(&s)?;
+                let none = qos.is_none();
+                live.call(Req::PortSet {
+                    bridge: bridge.clone(),
+                    name: name.clone(),
+                    qos: qos.map(Box::new),
+                })?;
+                eprintln!(
+                    "port {name} of {bridge}: {}",
+                    if none { "QoS removed" } else { "QoS set" }
+                );
+                Ok(ExitCode::SUCCESS)
+            }
             PortCmd::Stats { bridge, json } => {
                 let v = live.call(Req::PortStats { bridge })?;
                 if json {
@@ -821,6 +1048,67 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     bridge: bridge.clone(),
                 })?;
                 eprintln!("{bridge}: {} MAC(s) forgotten", s(&v["flushed"]));
+                Ok(ExitCode::SUCCESS)
+            }
+        },
+        Cmd::Meter { cmd } => match cmd {
+            MeterCmd::Add {
+                bridge,
+                id,
+                settings: s,
+            } => {
+                let mut rate = None;
+                let mut burst = None;
+                for (k, v) in settings(&s)? {
+                    match k.as_str() {
+                        "rate" => rate = Some(v),
+                        "burst" => burst = Some(v),
+                        _ => bail!("meter: unknown setting `{k}` (rate=, burst=)"),
+                    }
+                }
+                let Some(rate) = rate else {
+                    bail!("meter: rate= is required, e.g. rate=10M");
+                };
+                live.call(Req::MeterAdd {
+                    bridge: bridge.clone(),
+                    meter: MeterSpec { id, rate, burst },
+                })?;
+                eprintln!("meter {id} of {bridge} set");
+                Ok(ExitCode::SUCCESS)
+            }
+            MeterCmd::Del { bridge, id } => {
+                live.call(Req::MeterDel {
+                    bridge: bridge.clone(),
+                    id,
+                })?;
+                eprintln!("meter {id} of {bridge} deleted");
+                Ok(ExitCode::SUCCESS)
+            }
+            MeterCmd::Show { bridge, json } => {
+                let v = live.call(Req::MeterShow { bridge })?;
+                if json {
+                    print_json(&v)?;
+                } else {
+                    let rows: Vec<Vec<String>> = v["meters"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|m| {
+                            vec![
+                                s(&m["id"]),
+                                xsw_datapath::qos::format_bits(m["rate"].as_u64().unwrap_or(0)),
+                                xsw_datapath::qos::format_bits(m["burst"].as_u64().unwrap_or(0)),
+                                s(&m["passed"]),
+                                s(&m["dropped"]),
+                            ]
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table(&["METER", "RATE", "BURST", "PASSED", "DROPPED"], &rows)
+                    );
+                }
                 Ok(ExitCode::SUCCESS)
             }
         },

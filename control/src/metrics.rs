@@ -147,6 +147,79 @@ pub fn render(bridges: &[BridgeSnapshot], engine: &EngineStats) -> String {
             );
         }
     }
+    type QueueField = fn(&xsw_datapath::qos::QueueStats) -> u64;
+    let queue_families: [(&str, &str, &str, QueueField); 4] = [
+        (
+            "xsw_queue_tx_packets_total",
+            "counter",
+            "Frames a QoS queue sent.",
+            |q| q.tx_packets,
+        ),
+        (
+            "xsw_queue_tx_bytes_total",
+            "counter",
+            "Bytes a QoS queue sent.",
+            |q| q.tx_bytes,
+        ),
+        (
+            "xsw_queue_dropped_total",
+            "counter",
+            "Frames dropped because a QoS queue was full.",
+            |q| q.dropped,
+        ),
+        (
+            "xsw_queue_depth",
+            "gauge",
+            "Frames waiting in a QoS queue.",
+            |q| q.depth,
+        ),
+    ];
+    for (name, kind, help, f) in queue_families {
+        o.family(name, kind, help);
+        for b in bridges {
+            for p in &b.ports {
+                for (i, q) in p.queues.iter().flatten().enumerate() {
+                    o.sample(
+                        name,
+                        &[
+                            ("bridge", &b.name),
+                            ("port", &p.name),
+                            ("queue", &i.to_string()),
+                        ],
+                        f(q),
+                    );
+                }
+            }
+        }
+    }
+    o.family(
+        "xsw_meter_passed_total",
+        "counter",
+        "Frames a meter let through.",
+    );
+    for b in bridges {
+        for (id, _, _, passed, _) in &b.meters {
+            o.sample(
+                "xsw_meter_passed_total",
+                &[("bridge", &b.name), ("meter", &id.to_string())],
+                passed,
+            );
+        }
+    }
+    o.family(
+        "xsw_meter_dropped_total",
+        "counter",
+        "Frames a meter dropped.",
+    );
+    for b in bridges {
+        for (id, _, _, _, dropped) in &b.meters {
+            o.sample(
+                "xsw_meter_dropped_total",
+                &[("bridge", &b.name), ("meter", &id.to_string())],
+                dropped,
+            );
+        }
+    }
     o.family("xsw_table_lookups_total", "counter", "Flow table lookups.");
     for b in bridges {
         for t in &b.tables {

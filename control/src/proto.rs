@@ -29,7 +29,11 @@
 //! | `bridge.del`   | `name`                                        | `{}` |
 //! | `port.add`     | `bridge, port` (a port as in the config file; `ofport` 0 or absent picks a free one) | `{ofport}` |
 //! | `port.del`     | `bridge, name`                                | `{}` |
-//! | `port.stats`   | `bridge`                                      | `{ports: [...]}` |
+//! | `port.set`     | `bridge, name, qos` (as `[bridge.port.qos]`; null removes it) | `{}` |
+//! | `port.stats`   | `bridge`                                      | `{ports: [...]}` (with per-queue counters) |
+//! | `meter.add`    | `bridge, meter: {id, rate, burst?}`           | `{}` |
+//! | `meter.del`    | `bridge, id`                                  | `{}` |
+//! | `meter.show`   | `bridge`                                      | `{meters: [...]}` |
 //! | `flow.add`     | `bridge, flows` (list of rules)               | `{added}` |
 //! | `flow.del`     | `bridge, match?` (none: all), `strict?`       | `{deleted}` |
 //! | `flow.replace` | `bridge, flows`                               | `{rules}` |
@@ -47,7 +51,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::PortSpec;
+use crate::spec::{MeterSpec, PortSpec};
+use xsw_datapath::qos::QosSpec;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -120,6 +125,38 @@ pub enum Command {
         bridge: String,
         /// Port name.
         name: String,
+    },
+    /// Sets (or, with `qos` null, removes) a port's QoS.
+    #[serde(rename = "port.set")]
+    PortSet {
+        /// Bridge.
+        bridge: String,
+        /// Port name.
+        name: String,
+        /// The whole QoS setting (as `[bridge.port.qos]` in the config).
+        qos: Option<Box<QosSpec>>,
+    },
+    /// Adds a meter, or changes one (keeping its counters).
+    #[serde(rename = "meter.add")]
+    MeterAdd {
+        /// Bridge.
+        bridge: String,
+        /// The meter.
+        meter: MeterSpec,
+    },
+    /// Deletes a meter no rule uses.
+    #[serde(rename = "meter.del")]
+    MeterDel {
+        /// Bridge.
+        bridge: String,
+        /// Meter id.
+        id: u32,
+    },
+    /// Meters with their counters.
+    #[serde(rename = "meter.show")]
+    MeterShow {
+        /// Bridge.
+        bridge: String,
     },
     /// Port counters.
     #[serde(rename = "port.stats")]
@@ -197,6 +234,9 @@ impl Command {
                 | Command::BridgeDel { .. }
                 | Command::PortAdd { .. }
                 | Command::PortDel { .. }
+                | Command::PortSet { .. }
+                | Command::MeterAdd { .. }
+                | Command::MeterDel { .. }
                 | Command::FlowAdd { .. }
                 | Command::FlowDel { .. }
                 | Command::FlowReplace { .. }

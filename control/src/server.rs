@@ -79,6 +79,19 @@ fn flow_text(t: &FlowTables) -> Vec<String> {
         .collect()
 }
 
+/// Packet buffers for a port's QoS queues, made here rather than on the
+/// polling thread: as many as its queues may hold beyond what `before` had.
+fn qos_buffers(
+    cfg: &xsw_datapath::pipeline::PortConfig,
+    before: Option<&xsw_datapath::qos::QosConfig>,
+) -> Vec<xsw_datapath::packet::PacketBuf> {
+    let want = cfg.qos.as_ref().map_or(0, |q| q.buffers());
+    let had = before.map_or(0, |q| q.buffers());
+    (0..want.saturating_sub(had))
+        .map(|_| xsw_datapath::packet::PacketBuf::new())
+        .collect()
+}
+
 fn not_found_bridge(name: &str) -> ErrorBody {
     ErrorBody::new(
         Code::NotFound,
@@ -199,6 +212,28 @@ impl Server {
             Command::BridgeDel { name } => self.bridge_del(&name),
             Command::PortAdd { bridge, port } => self.port_add(&bridge, *port),
             Command::PortDel { bridge, name } => self.port_del(&bridge, &name),
+            Command::PortSet { bridge, name, qos } => {
+                self.port_set(&bridge, &name, qos.map(|q| *q))
+            }
+            Command::MeterAdd { bridge, meter } => self.meter_add(&bridge, meter),
+            Command::MeterDel { bridge, id } => self.meter_del(&bridge, id),
+            Command::MeterShow { bridge } => {
+                self.lock().bridge(&bridge)?;
+                let (snaps, _) = self.snapshot(Some(&bridge), false)?;
+                let meters: Vec<Value> = snaps
+                    .first()
+                    .map(|s| {
+                        s.meters
+                            .iter()
+                            .map(|(id, rate, burst, passed, dropped)| {
+                                json!({"id": id, "rate": rate, "burst": burst,
+                                       "passed": passed, "dropped": dropped})
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(json!({ "meters": meters }))
+            }
             Command::PortStats { bridge } => {
                 self.lock().bridge(&bridge)?;
                 let (snaps, _) = self.snapshot(Some(&bridge), false)?;
@@ -279,6 +314,7 @@ impl Server {
                         "tag": p.tag,
                         "trunks": p.trunks,
                         "mtu": p.mtu,
+                        "qos": p.qos,
                         "xdp_mode": live.and_then(|l| l.xdp_mode),
                         "device": live.map(|l| l.device.clone()),
                         "state": match (live, absent) {
@@ -296,6 +332,7 @@ impl Server {
                 "mac_table_size": b.options().map(|o| o.mac_max_entries).unwrap_or_default(),
                 "ports": ports,
                 "flows": snap.map_or(0, |s| s.n_rules),
+                "meters": b.meters,
                 "mac_entries": snap.map_or(0, |s| s.mac_entries),
             }));
         }
@@ -404,6 +441,7 @@ impl Server {
             bridge: bridge.to_string(),
             cfg: Box::new(def.cfg.clone()),
             dev,
+            buffers: qos_buffers(&def.cfg, None),
         });
         if let Err(e) = r {
             let _ = self.save(&m);
@@ -412,6 +450,123 @@ impl Server {
         m.bridges = next;
         tracing::info!("bridge {bridge}: port {} added ({iface})", port.name);
         Ok(json!({ "ofport": port.ofport }))
+    }
+
+    fn port_set(&self, bridge: &str, name: &str, qos: Option<xsw_datapath::qos::QosSpec>) -> Res {
+        let mut m = self.lock();
+        let b = m.bridge(bridge)?;
+        let Some(old) = b.ports.iter().find(|p| p.name == name).cloned() else {
+            return Err(ErrorBody::new(
+                Code::NotFound,
+                format!("bridge {bridge} has no port {name}"),
+            ));
+        };
+        let mut port = old.clone();
+        port.qos = qos;
+        let def = port
+            .to_def()
+            .map_err(|e| ErrorBody::new(Code::Invalid, e).at("qos"))?;
+        let before = old.to_def().ok().and_then(|d| d.cfg.qos);
+        let buffers = qos_buffers(&def.cfg, before.as_ref());
+        let mut next = m.bridges.clone();
+        if let Some(p) = next
+            .iter_mut()
+            .find(|x| x.name == bridge)
+            .and_then(|b| b.ports.iter_mut().find(|p| p.name == name))
+        {
+            *p = port;
+        }
+        if let Some(s) = &self.store {
+            s.save(&next)
+                .map_err(|e| internal(format!("could not save the state: {e}")))?;
+        }
+        let absent = m
+            .absent
+            .contains_key(&(bridge.to_string(), name.to_string()));
+        if !absent {
+            if let Err(e) = self.call(Op::SetPortQos {
+                bridge: bridge.to_string(),
+                port: name.to_string(),
+                qos: def.cfg.qos.clone().map(Box::new),
+                buffers,
+            }) {
+                let _ = self.save(&m);
+                return Err(e);
+            }
+        }
+        m.bridges = next;
+        tracing::info!("bridge {bridge}: port {name}: QoS set");
+        Ok(json!({}))
+    }
+
+    fn meter_add(&self, bridge: &str, meter: crate::spec::MeterSpec) -> Res {
+        let mut m = self.lock();
+        m.bridge(bridge)?;
+        let (id, rate, burst) = meter
+            .check()
+            .map_err(|e| ErrorBody::new(Code::Invalid, e).at("meter"))?;
+        let mut next = m.bridges.clone();
+        if let Some(b) = next.iter_mut().find(|x| x.name == bridge) {
+            b.meters.retain(|x| x.id != id);
+            b.meters.push(meter);
+            b.meters.sort_by_key(|x| x.id);
+        }
+        if let Some(s) = &self.store {
+            s.save(&next)
+                .map_err(|e| internal(format!("could not save the state: {e}")))?;
+        }
+        if let Err(e) = self.call(Op::SetMeter {
+            bridge: bridge.to_string(),
+            id,
+            meter: Some((rate, burst)),
+        }) {
+            let _ = self.save(&m);
+            return Err(e);
+        }
+        m.bridges = next;
+        Ok(json!({}))
+    }
+
+    fn meter_del(&self, bridge: &str, id: u32) -> Res {
+        let mut m = self.lock();
+        let b = m.bridge(bridge)?;
+        if !b.meters.iter().any(|x| x.id == id) {
+            return Err(ErrorBody::new(
+                Code::NotFound,
+                format!("bridge {bridge} has no meter {id}"),
+            ));
+        }
+        let users = m.shadow.get(bridge).map_or(0, |t| {
+            t.iter_sorted()
+                .iter()
+                .filter(|(_, r)| {
+                    r.rule
+                        .actions
+                        .contains(&xsw_datapath::flow::Action::Meter(id))
+                })
+                .count()
+        });
+        if users > 0 {
+            return Err(ErrorBody::new(
+                Code::Invalid,
+                format!("meter {id} is used by {users} rule(s): delete them first"),
+            ));
+        }
+        let mut next = m.bridges.clone();
+        if let Some(b) = next.iter_mut().find(|x| x.name == bridge) {
+            b.meters.retain(|x| x.id != id);
+        }
+        if let Some(s) = &self.store {
+            s.save(&next)
+                .map_err(|e| internal(format!("could not save the state: {e}")))?;
+        }
+        self.call(Op::SetMeter {
+            bridge: bridge.to_string(),
+            id,
+            meter: None,
+        })?;
+        m.bridges = next;
+        Ok(json!({}))
     }
 
     fn port_del(&self, bridge: &str, name: &str) -> Res {
@@ -679,6 +834,7 @@ impl Server {
                         bridge: b.clone(),
                         cfg: Box::new(def.cfg.clone()),
                         dev,
+                        buffers: qos_buffers(&def.cfg, None),
                     }) {
                         Ok(_) => {
                             tracing::info!("bridge {b}: port {p} is open now ({})", ps.iface());

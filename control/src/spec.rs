@@ -103,6 +103,30 @@ pub struct BridgeSpec {
     /// `priority=0,actions=NORMAL` alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flows: Option<Vec<String>>,
+    /// Meters rules can use (`meter:N`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<MeterSpec>,
+}
+
+/// A meter: `id`, `rate` and optional `burst` in bits (k/M/G).
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MeterSpec {
+    /// Id, 1-65535.
+    pub id: u32,
+    /// Rate, e.g. `10M`.
+    pub rate: String,
+    /// Burst, e.g. `100k` (default: 1 ms at the rate, at least two largest frames).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<String>,
+}
+
+impl MeterSpec {
+    /// Checks it: (id, rate bits/s, burst bits).
+    pub fn check(&self) -> Result<(u32, u64, u64), String> {
+        let d = xsw_datapath::replay::MeterDef::parse(self.id, &self.rate, self.burst.as_deref())?;
+        Ok((d.id, d.rate, d.burst))
+    }
 }
 
 /// Checks a bridge or port name: what `ip link` would accept as a name and
@@ -250,6 +274,7 @@ impl BridgeSpec {
             mac_table_size: None,
             ports: Vec::new(),
             flows: None,
+            meters: Vec::new(),
         }
     }
 
@@ -288,9 +313,25 @@ impl BridgeSpec {
         self.ports.iter().find(|p| p.name == name).map(|p| p.ofport)
     }
 
-    /// Parses one rule with this bridge's port names.
+    /// Parses one rule with this bridge's port names; a rule that names a
+    /// meter the bridge does not have is refused.
     pub fn parse_rule(&self, text: &str) -> Result<Rule, FlowError> {
-        parse_flow(text, &|n: &str| self.port_number(n))
+        let r = parse_flow(text, &|n: &str| self.port_number(n))?;
+        for a in &r.actions {
+            if let xsw_datapath::flow::Action::Meter(id) = a {
+                if !self.meters.iter().any(|m| m.id == *id) {
+                    let col = text.find("meter").map_or(1, |i| i + 1);
+                    return Err(FlowError::new(
+                        col,
+                        format!(
+                            "meter:{id}: no such meter (add it: xsw meter add {} {id} rate=10M)",
+                            self.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(r)
     }
 
     /// Parses the bridge's flows (the default rule when there are none).
@@ -341,6 +382,16 @@ impl BridgeSpec {
         check_name("bridge", &self.name)?;
         let options = self.options()?;
         let ports = self.check_ports()?;
+        let mut meters = Vec::new();
+        for m in &self.meters {
+            let c = m
+                .check()
+                .map_err(|e| format!("bridge {}: {e}", self.name))?;
+            if meters.iter().any(|(id, _, _)| *id == c.0) {
+                return Err(format!("bridge {}: meter {} twice", self.name, c.0));
+            }
+            meters.push(c);
+        }
         let rules = self.rules().map_err(|e| {
             format!(
                 "bridge {}: flow {}: column {}: {}",
@@ -354,6 +405,7 @@ impl BridgeSpec {
             name: self.name.clone(),
             ports,
             rules,
+            meters,
             options,
         })
     }

@@ -613,3 +613,83 @@ fn live_trace_changes_nothing_and_metrics_are_served() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn qos_and_meters_are_set_live_and_saved() {
+    let _g = serial();
+    let t = pair();
+    let mut x = empty_daemon(&t, &[]);
+    configure(&x);
+    x.xsw_ok(&[
+        "port",
+        "set",
+        "br0",
+        "b",
+        "qos",
+        "rate=100M",
+        "scheduler=ets",
+        "strict_queues=2",
+        "weights=1,1,2,2,4,4,8,8",
+        "queue6.depth=64",
+        "queue6.rate=40M",
+    ]);
+    x.xsw_ok(&[
+        "port",
+        "set",
+        "br0",
+        "a",
+        "qos",
+        "dscp_map=46:5,48:6",
+        "police_rate=500M",
+    ]);
+    // Bad settings are refused before anything changes.
+    for bad in [
+        vec!["scheduler=wfq"],
+        vec!["queue9.rate=1M"],
+        vec!["weights=1,2"],
+        vec!["rate=fast"],
+        vec!["line_rate=1G"],
+    ] {
+        let mut args = vec!["port", "set", "br0", "b", "qos"];
+        args.extend(bad.iter());
+        let (ok, _, err) = x.xsw(&args);
+        assert!(!ok, "{bad:?} was accepted");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    x.xsw_ok(&["meter", "add", "br0", "1", "rate=10M", "burst=200k"]);
+    x.xsw_ok(&[
+        "flow",
+        "add",
+        "br0",
+        "priority=5,udp,actions=meter:1,normal",
+    ]);
+    let (ok, _, err) = x.xsw(&["flow", "add", "br0", "udp,tp_dst=9,actions=meter:2,normal"]);
+    assert!(!ok && err.contains("no such meter"), "{err}");
+    let (ok, _, err) = x.xsw(&["meter", "del", "br0", "1"]);
+    assert!(!ok && err.contains("used by 1 rule"), "{err}");
+    // Traffic passes; UDP goes through the meter and the queues.
+    assert!(t.a.ping("198.18.2.2", 2, &[]).0);
+    assert_eq!(udp_count(&t.a, &t.b, addr(UDP_OPEN), 50), 50);
+    let meters = json(&x.xsw_ok(&["meter", "show", "br0", "--json"]));
+    assert_eq!(meters["meters"][0]["passed"], 50, "{meters}");
+    let stats = json(&x.xsw_ok(&["port", "stats", "br0", "--json"]));
+    let b = &stats["ports"][1];
+    assert!(
+        b["queues"][1]["tx_packets"].as_u64().unwrap_or(0) >= 50,
+        "{b}"
+    );
+    let text = x.xsw_ok(&["show"]);
+    assert!(text.contains("100M ets/2"), "{text}");
+    let before = json(&x.xsw_ok(&["show", "--json"]))["bridges"][0]["ports"].clone();
+    x.restart();
+    let after = json(&x.xsw_ok(&["show", "--json"]))["bridges"][0]["ports"].clone();
+    assert_eq!(after[1]["qos"], before[1]["qos"], "QoS survives a restart");
+    assert_eq!(after[0]["qos"], before[0]["qos"]);
+    let meters = json(&x.xsw_ok(&["meter", "show", "br0", "--json"]));
+    assert_eq!(meters["meters"][0]["rate"], 10_000_000u64);
+    assert_eq!(udp_count(&t.a, &t.b, addr(UDP_OPEN), 20), 20);
+    x.xsw_ok(&["port", "set", "br0", "b", "qos", "none"]);
+    let after = json(&x.xsw_ok(&["show", "--json"]))["bridges"][0]["ports"].clone();
+    assert!(after[1]["qos"].is_null());
+    assert_eq!(udp_count(&t.a, &t.b, addr(UDP_OPEN), 20), 20);
+}

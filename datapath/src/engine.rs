@@ -80,6 +80,8 @@ pub struct BridgeDef {
     pub ports: Vec<PortDef>,
     /// Rules, exactly (an empty table drops everything).
     pub rules: Vec<Rule>,
+    /// Meters: (id, rate bits/s, burst bits).
+    pub meters: Vec<(u32, u64, u64)>,
     /// Pipeline options.
     pub options: PipelineOptions,
 }
@@ -249,6 +251,9 @@ pub struct PortReport {
     pub stats: PortStats,
     /// Device counters (XDP verdicts, kernel drops).
     pub backend: BackendStats,
+    /// QoS queues (index = queue), for a port with QoS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queues: Option<[crate::qos::QueueStats; crate::qos::N_QUEUES]>,
 }
 
 /// One rule with its counters, as the polling thread hands it out
@@ -317,6 +322,8 @@ pub struct BridgeSnapshot {
     pub mac_entries: usize,
     /// MAC table limit.
     pub mac_max: usize,
+    /// Meters: (id, rate, burst, passed, dropped).
+    pub meters: Vec<(u32, u64, u64, u64, u64)>,
     /// Exact-match cache hits and misses.
     pub emc: (u64, u64),
     /// When it was taken.
@@ -502,6 +509,9 @@ impl Bridge {
         for r in &def.rules {
             pipe.add_rule(r.clone(), now);
         }
+        for (id, rate, burst) in &def.meters {
+            pipe.set_meter(*id, Some(crate::qos::Meter::new(*rate, *burst)));
+        }
         let ports = devs.into_iter().map(LivePort::new).collect();
         let mut br = Bridge {
             name: def.name,
@@ -615,13 +625,15 @@ impl Bridge {
         }
     }
 
-    /// Adds an opened port; on failure hands the device back.
+    /// Adds an opened port (with the buffers its QoS queues need, made
+    /// by the caller); on failure hands the device back.
     pub(crate) fn add_port(
         &mut self,
         cfg: PortConfig,
         dev: Device,
+        buffers: Vec<crate::packet::PacketBuf>,
     ) -> Result<u16, Box<(Error, Device)>> {
-        let idx = match self.pipe.add_port(cfg) {
+        let idx = match self.pipe.add_port_with(cfg, Some(buffers)) {
             Ok(i) => i,
             Err(e) => return Err(Box::new((e, dev))),
         };
@@ -734,6 +746,7 @@ impl Bridge {
                     up: p.alive,
                     stats: self.pipe.port_stats(i as u16).copied().unwrap_or_default(),
                     backend: dev.backend_stats(),
+                    queues: self.pipe.queue_stats(i as u16),
                 })
             })
             .collect();
@@ -767,6 +780,7 @@ impl Bridge {
                 .collect(),
             mac_entries: self.pipe.mac_table().len(),
             mac_max: self.pipe.mac_table().max_entries(),
+            meters: self.pipe.meters(),
             emc: self.pipe.emc_stats(),
             at: now,
         }

@@ -10,7 +10,9 @@
 use crate::clock::Timestamp;
 use crate::engine::{Bridge, BridgeSnapshot, Device, Engine, EngineStats};
 use crate::flow::{MatchSpec, Rule};
+use crate::packet::PacketBuf;
 use crate::pipeline::PortConfig;
+use crate::qos::QosConfig;
 use crate::replay::TraceReport;
 use crate::table::{FlowTables, RuleStats};
 
@@ -32,6 +34,28 @@ pub enum Op {
         cfg: Box<PortConfig>,
         /// Its device.
         dev: Device,
+        /// Buffers for its QoS queues ([`crate::qos::QosConfig::buffers`]).
+        buffers: Vec<PacketBuf>,
+    },
+    /// Changes a port's QoS.
+    SetPortQos {
+        /// Bridge name.
+        bridge: String,
+        /// Port name.
+        port: String,
+        /// The new settings (None: no QoS).
+        qos: Option<Box<QosConfig>>,
+        /// Buffers for queues deeper than before.
+        buffers: Vec<PacketBuf>,
+    },
+    /// Adds or changes (keeping its counters) a meter; None deletes it.
+    SetMeter {
+        /// Bridge name.
+        bridge: String,
+        /// Meter id.
+        id: u32,
+        /// (rate bits/s, burst bits).
+        meter: Option<(u64, u64)>,
     },
     /// Deletes a port.
     DelPort {
@@ -206,11 +230,16 @@ impl Engine {
                     None => Reply::Failed(no_bridge(&bridge), None),
                 }
             }
-            Op::AddPort { bridge, cfg, dev } => {
+            Op::AddPort {
+                bridge,
+                cfg,
+                dev,
+                buffers,
+            } => {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), garbage(dev));
                 };
-                match b.add_port(*cfg, dev) {
+                match b.add_port(*cfg, dev, buffers) {
                     Ok(_) => Reply::Done(None),
                     Err(b) => {
                         let (e, dev) = *b;
@@ -291,6 +320,32 @@ impl Engine {
                     return Reply::Failed(no_bridge(&bridge), None);
                 };
                 Reply::Expired(take_expired(b))
+            }
+            Op::SetPortQos {
+                bridge,
+                port,
+                qos,
+                buffers,
+            } => {
+                let Some(b) = self.bridge_mut(&bridge) else {
+                    return Reply::Failed(no_bridge(&bridge), garbage(buffers));
+                };
+                let Some(idx) = b.pipe().port_by_name(&port) else {
+                    return Reply::Failed(
+                        format!("bridge {bridge} has no port {port}"),
+                        garbage(buffers),
+                    );
+                };
+                b.pipe().set_port_qos(idx, qos.map(|q| *q), buffers);
+                Reply::Done(None)
+            }
+            Op::SetMeter { bridge, id, meter } => {
+                let Some(b) = self.bridge_mut(&bridge) else {
+                    return Reply::Failed(no_bridge(&bridge), None);
+                };
+                b.pipe()
+                    .set_meter(id, meter.map(|(r, burst)| crate::qos::Meter::new(r, burst)));
+                Reply::Done(None)
             }
             Op::FlushFdb { bridge } => {
                 let Some(b) = self.bridge_mut(&bridge) else {

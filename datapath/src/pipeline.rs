@@ -346,8 +346,19 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Adds a port; returns its index.
+    /// Adds a port; returns its index. The buffers its QoS queues need are
+    /// allocated here.
     pub fn add_port(&mut self, cfg: PortConfig) -> Result<u16, Error> {
+        self.add_port_with(cfg, None)
+    }
+
+    /// Adds a port with the buffers its QoS queues need (`None`: allocate
+    /// them here; a polling thread passes them in, made elsewhere).
+    pub fn add_port_with(
+        &mut self,
+        cfg: PortConfig,
+        buffers: Option<Vec<PacketBuf>>,
+    ) -> Result<u16, Error> {
         Self::check_port(
             self.ports.iter().filter(|p| !p.removed).map(|p| &p.cfg),
             &cfg,
@@ -370,8 +381,9 @@ impl Pipeline {
             remark: false,
         };
         let extra = Self::apply_qos(&mut state);
-        for _ in 0..extra {
-            self.pool.put(PacketBuf::new());
+        match buffers {
+            Some(bs) => bs.into_iter().for_each(|b| self.pool.put(b)),
+            None => (0..extra).for_each(|_| self.pool.put(PacketBuf::new())),
         }
         // A deleted port's slot is reused first, so indices stay small.
         let idx = match self.ports.iter().position(|p| p.removed) {
@@ -1692,6 +1704,38 @@ impl Pipeline {
         let Some(q) = ps.qos.as_mut() else {
             return self.flush_plain(idx, port);
         };
+        // Cut-through: nothing waits, nothing times the port, and every new
+        // frame is of one class: queueing them would send them in this
+        // very order, so they go straight out (and count as queued).
+        if q.is_empty() && q.untimed() && ps.txq.is_empty() && !ps.egress.is_empty() {
+            let first = q.classify(&ps.egress[0]);
+            if ps.egress.len() <= q.depth(first)
+                && ps.egress[1..].iter().all(|b| q.classify(b) == first)
+            {
+                let before = (ps.stats.tx_packets, ps.stats.tx_bytes);
+                let n = ps.egress.len() as u64;
+                let r = self.flush_plain(idx, port);
+                let Some(ps) = self.ports.get_mut(idx as usize) else {
+                    return r;
+                };
+                let Some(q) = ps.qos.as_mut() else {
+                    return r;
+                };
+                let sent = ps.stats.tx_packets - before.0;
+                q.count_cut_through(first, sent, ps.stats.tx_bytes - before.1);
+                // What the device did not take waits in its queue.
+                let held = n - sent;
+                if held > 0 {
+                    for b in ps.egress.drain(..) {
+                        if let Err(b) = q.enqueue(b) {
+                            ps.stats.drops.add(DropReason::QueueFull, 1);
+                            self.pool.put(b);
+                        }
+                    }
+                }
+                return r;
+            }
+        }
         for b in ps.egress.drain(..) {
             if let Err(b) = q.enqueue(b) {
                 ps.stats.drops.add(DropReason::QueueFull, 1);
@@ -1700,16 +1744,8 @@ impl Pipeline {
         }
         let mut sent = 0;
         loop {
-            if ps.txq.is_empty() {
-                while ps.txq.len() < BURST {
-                    match q.dequeue(now) {
-                        Some(b) => ps.txq.push(b),
-                        None => break,
-                    }
-                }
-                if ps.txq.is_empty() {
-                    break;
-                }
+            if ps.txq.is_empty() && q.dequeue_burst(now, &mut ps.txq, BURST) == 0 {
+                break;
             }
             let want = ps.txq.len();
             match port.tx_burst(&ps.txq) {
@@ -2198,6 +2234,41 @@ mod tests {
         }
         assert_eq!(r.ports[1].take_sent()[0].0.queue, 1);
         assert_eq!(r.ports[2].take_sent()[0].0.queue, 2);
+    }
+
+    #[test]
+    fn an_untimed_strict_port_orders_each_burst_by_priority() {
+        let mut cfgs = ports3();
+        cfgs[1].qos = Some(crate::qos::QosConfig::default());
+        let mut r = Rig::new(cfgs, &["in_port=1,actions=output:2"]);
+        let send = |r: &mut Rig, pcps: &[u8]| {
+            r.batch.clear();
+            for (i, p) in pcps.iter().enumerate() {
+                let mut f = frame(B, A, Some((5, *p as u16)), 0x0800);
+                f[30] = i as u8; // a sequence number
+                r.batch
+                    .push_frame(&f, crate::packet::PacketMeta::new(0, Timestamp(1)));
+            }
+            r.p.process(&mut r.batch, &mut NoTrace);
+            r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+            r.ports[1]
+                .take_sent()
+                .into_iter()
+                .map(|(_, f)| (f[14] >> 5, f[30]))
+                .collect::<Vec<_>>()
+        };
+        // One class: straight through, in order.
+        assert_eq!(send(&mut r, &[3, 3, 3]), vec![(3, 0), (3, 1), (3, 2)]);
+        // Mixed: highest queue first, arrival order within a queue; PCP 1
+        // (queue 0) after PCP 0 (queue 1).
+        assert_eq!(
+            send(&mut r, &[0, 5, 1, 5, 0, 7]),
+            vec![(7, 5), (5, 1), (5, 3), (0, 0), (0, 4), (1, 2)]
+        );
+        let q = r.p.queue_stats(1).expect("qos");
+        assert_eq!((q[3].enqueued, q[3].tx_packets), (3, 3));
+        assert_eq!((q[5].enqueued, q[5].tx_packets), (2, 2));
+        assert_eq!(q.iter().map(|s| s.depth).sum::<u64>(), 0);
     }
 
     #[test]

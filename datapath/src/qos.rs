@@ -20,8 +20,6 @@
 //! Buffer ownership: queued frames are the pipeline's buffers; a frame that
 //! finds its queue full is handed back to the caller, which recycles it.
 
-use std::collections::VecDeque;
-
 use serde::Serialize;
 
 use crate::clock::Timestamp;
@@ -286,11 +284,66 @@ pub struct QueueStats {
     pub depth: u64,
 }
 
+/// A FIFO of frames with a fixed capacity (a power of two at least the
+/// queue's depth), allocated once: pushing and popping never allocate.
+#[derive(Debug)]
+struct Ring {
+    slots: Vec<Option<PacketBuf>>,
+    mask: usize,
+    head: usize,
+    len: usize,
+}
+
+impl Ring {
+    fn new(depth: usize) -> Ring {
+        let cap = depth.max(1).next_power_of_two();
+        Ring {
+            slots: (0..cap).map(|_| None).collect(),
+            mask: cap - 1,
+            head: 0,
+            len: 0,
+        }
+    }
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.len
+    }
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Adds at the back; the caller keeps `len` within the depth, which is
+    /// within the capacity.
+    #[inline(always)]
+    fn push_back(&mut self, p: PacketBuf) {
+        let i = (self.head + self.len) & self.mask;
+        self.slots[i] = Some(p);
+        self.len += 1;
+    }
+    #[inline(always)]
+    fn pop_front(&mut self) -> Option<PacketBuf> {
+        if self.len == 0 {
+            return None;
+        }
+        let p = self.slots[self.head].take();
+        self.head = (self.head + 1) & self.mask;
+        self.len -= 1;
+        p
+    }
+    #[inline(always)]
+    fn front(&self) -> Option<&PacketBuf> {
+        if self.len == 0 {
+            return None;
+        }
+        self.slots[self.head].as_ref()
+    }
+}
+
 /// A port's egress queues and scheduler.
 #[derive(Debug)]
 pub struct EgressQos {
     cfg: QosConfig,
-    queues: [VecDeque<PacketBuf>; N_QUEUES],
+    queues: [Ring; N_QUEUES],
     /// Queues served strictly: those at or above this index.
     strict_from: usize,
     deficit: [u64; N_QUEUES],
@@ -304,6 +357,10 @@ pub struct EgressQos {
     /// Counters per queue.
     pub stats: [QueueStats; N_QUEUES],
     queued: usize,
+    /// Bit q set: queue q holds frames.
+    nonempty: u8,
+    /// No shaper and no line rate: frames leave as soon as they are picked.
+    untimed: bool,
 }
 
 impl EgressQos {
@@ -314,7 +371,7 @@ impl EgressQos {
             Scheduler::Drr => N_QUEUES,
             Scheduler::Ets { strict } => N_QUEUES - (strict as usize).min(N_QUEUES),
         };
-        let queues = std::array::from_fn(|i| VecDeque::with_capacity(cfg.queues[i].depth));
+        let queues = std::array::from_fn(|i| Ring::new(cfg.queues[i].depth));
         let queue_tb =
             std::array::from_fn(|i| cfg.queues[i].shaper.map(|(r, b)| TokenBucket::new(r, b)));
         EgressQos {
@@ -328,8 +385,35 @@ impl EgressQos {
             link_free: Timestamp(0),
             stats: [QueueStats::default(); N_QUEUES],
             queued: 0,
+            nonempty: 0,
+            untimed: cfg.shaper.is_none()
+                && cfg.line_rate.is_none()
+                && cfg.queues.iter().all(|q| q.shaper.is_none()),
             cfg,
         }
+    }
+
+    /// True when nothing shapes or paces the port: a frame may leave as
+    /// soon as the scheduler picks it.
+    #[inline]
+    pub fn untimed(&self) -> bool {
+        self.untimed
+    }
+
+    /// Queue `q`'s depth limit.
+    #[inline]
+    pub fn depth(&self, q: usize) -> usize {
+        self.cfg.queues[q & (N_QUEUES - 1)].depth
+    }
+
+    /// Counts frames that went straight through queue `q` (it was empty,
+    /// nothing else waited, nothing times the port): as if queued and sent.
+    #[inline]
+    pub fn count_cut_through(&mut self, q: usize, packets: u64, bytes: u64) {
+        let s = &mut self.stats[q & (N_QUEUES - 1)];
+        s.enqueued += packets;
+        s.tx_packets += packets;
+        s.tx_bytes += bytes;
     }
 
     /// The settings.
@@ -358,7 +442,7 @@ impl EgressQos {
     }
 
     /// Queues `pkt`; a full queue hands it back.
-    #[inline]
+    #[inline(always)]
     pub fn enqueue(&mut self, pkt: PacketBuf) -> Result<usize, PacketBuf> {
         let q = self.classify(&pkt);
         if self.queues[q].len() >= self.cfg.queues[q].depth {
@@ -368,7 +452,84 @@ impl EgressQos {
         self.queues[q].push_back(pkt);
         self.stats[q].enqueued += 1;
         self.queued += 1;
+        self.nonempty |= 1 << q;
         Ok(q)
+    }
+
+    /// Moves up to `max` frames that leave by `now` into `out`, in
+    /// departure order; returns how many.
+    pub fn dequeue_burst(&mut self, now: Timestamp, out: &mut Vec<PacketBuf>, max: usize) -> usize {
+        let start = out.len();
+        if self.untimed && self.strict_from == 0 {
+            // Strict and untimed: empty the queues highest first.
+            while out.len() - start < max && self.nonempty != 0 {
+                let q = 7 - self.nonempty.leading_zeros() as usize;
+                let room = max - (out.len() - start);
+                let n = room.min(self.queues[q].len());
+                let mut bytes = 0u64;
+                for _ in 0..n {
+                    let Some(mut pkt) = self.queues[q].pop_front() else {
+                        break;
+                    };
+                    pkt.meta.ts = pkt.meta.ts.max(self.link_free);
+                    self.link_free = pkt.meta.ts;
+                    bytes += pkt.len() as u64;
+                    out.push(pkt);
+                }
+                self.queued -= n;
+                if self.queues[q].is_empty() {
+                    self.nonempty &= !(1 << q);
+                }
+                let s = &mut self.stats[q];
+                s.tx_packets += n as u64;
+                s.tx_bytes += bytes;
+            }
+            return out.len() - start;
+        }
+        while out.len() - start < max {
+            match self.dequeue(now) {
+                Some(p) => out.push(p),
+                None => break,
+            }
+        }
+        out.len() - start
+    }
+
+    /// Untimed ports: the next frame by the scheduler alone.
+    #[inline]
+    fn dequeue_untimed(&mut self) -> Option<PacketBuf> {
+        // Strict queues are those from `strict_from` up.
+        let strict_bits = if self.strict_from >= N_QUEUES {
+            0
+        } else {
+            0xffu8 << self.strict_from
+        };
+        let strict = self.nonempty & strict_bits;
+        let q = if strict != 0 {
+            7 - strict.leading_zeros() as usize
+        } else {
+            self.drr_pick(Timestamp(u64::MAX))?
+        };
+        let mut pkt = self.queues[q].pop_front()?;
+        self.queued -= 1;
+        if self.queues[q].is_empty() {
+            self.nonempty &= !(1 << q);
+        }
+        if q < self.strict_from {
+            self.deficit[q] = self.deficit[q].saturating_sub(pkt.len() as u64);
+            if self.queues[q].is_empty() {
+                self.deficit[q] = 0;
+                self.drr_at = (q + 1) % self.strict_from;
+                self.drr_fresh = true;
+            }
+        }
+        // Departures never go back in time.
+        pkt.meta.ts = pkt.meta.ts.max(self.link_free);
+        self.link_free = pkt.meta.ts;
+        let s = &mut self.stats[q];
+        s.tx_packets += 1;
+        s.tx_bytes += pkt.len() as u64;
+        Some(pkt)
     }
 
     #[inline]
@@ -444,6 +605,9 @@ impl EgressQos {
         if self.queued == 0 {
             return None;
         }
+        if self.untimed {
+            return self.dequeue_untimed();
+        }
         let mut t = self.link_free;
         for _ in 0..8 * N_QUEUES {
             t = t.max(self.next_queue_ready(t)?);
@@ -463,6 +627,9 @@ impl EgressQos {
             }
             let mut pkt = self.queues[q].pop_front()?;
             self.queued -= 1;
+            if self.queues[q].is_empty() {
+                self.nonempty &= !(1 << q);
+            }
             if q < self.strict_from {
                 self.deficit[q] = self.deficit[q].saturating_sub(pkt.len() as u64);
                 if self.queues[q].is_empty() {
@@ -521,7 +688,14 @@ impl EgressQos {
     /// Takes every queued frame out (to requeue or recycle them).
     pub fn drain_all(&mut self) -> Vec<PacketBuf> {
         self.queued = 0;
-        self.queues.iter_mut().flat_map(|q| q.drain(..)).collect()
+        self.nonempty = 0;
+        let mut v = Vec::new();
+        for q in &mut self.queues {
+            while let Some(p) = q.pop_front() {
+                v.push(p);
+            }
+        }
+        v
     }
 }
 

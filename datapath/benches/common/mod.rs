@@ -10,6 +10,7 @@ use xsw_datapath::packet::{Batch, PacketMeta, BURST};
 use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
 use xsw_datapath::port::memory::MemoryPort;
 use xsw_datapath::port::Port;
+use xsw_datapath::qos::QosConfig;
 use xsw_datapath::trace::NoTrace;
 
 fn mac(n: u32) -> [u8; 6] {
@@ -42,8 +43,23 @@ pub struct Bench {
 
 impl Bench {
     pub fn new(n_ports: u16, rules: Vec<Rule>, frames: Vec<Vec<u8>>) -> Bench {
+        Self::with_qos(n_ports, rules, frames, None)
+    }
+
+    /// The same, with `qos` on every port (ingress priority and egress
+    /// queues, as a switch with QoS everywhere would run).
+    pub fn with_qos(
+        n_ports: u16,
+        rules: Vec<Rule>,
+        frames: Vec<Vec<u8>>,
+        qos: Option<QosConfig>,
+    ) -> Bench {
         let cfgs = (1..=n_ports)
-            .map(|i| PortConfig::new(&format!("p{i}"), i))
+            .map(|i| {
+                let mut c = PortConfig::new(&format!("p{i}"), i);
+                c.qos = qos.clone();
+                c
+            })
             .collect();
         let mut pipe = Pipeline::new(cfgs, PipelineOptions::default()).expect("pipeline");
         for r in rules {
@@ -154,18 +170,43 @@ pub const CASES: &[&str] = &[
     "rules_1k_no_cache",
     "rules_100k",
     "normal_1k_macs",
+    "one_rule_qos",
+    "one_rule_qos_8_classes",
+    "normal_1k_macs_qos",
 ];
+
+/// QoS as the `_qos` cases run it: a DSCP map at ingress, eight queues
+/// under a strict scheduler at egress (no shaping: the queues drain as fast
+/// as frames come, so the figure is the cost of classifying, queueing and
+/// scheduling).
+pub fn bench_qos() -> QosConfig {
+    let spec = xsw_datapath::qos::QosSpec {
+        dscp_map: Some([("46".to_string(), 5u8)].into_iter().collect()),
+        ..Default::default()
+    };
+    spec.to_config().expect("qos")
+}
 
 /// Builds case `name`.
 pub fn build(name: &str) -> Option<Bench> {
     Some(match name {
         // (a) One rule.
-        "one_rule" => {
+        "one_rule" | "one_rule_qos" | "one_rule_qos_8_classes" => {
             let frames = (0..256)
-                .map(|k| udp_frame(1, 2, 0xc612_0001, 0xc612_0100 + k, 1000, 2000 + k as u16))
+                .map(|k| {
+                    let mut f =
+                        udp_frame(1, 2, 0xc612_0001, 0xc612_0100 + k, 1000, 2000 + k as u16);
+                    if name.ends_with("8_classes") {
+                        // DSCP 0, 8, ..., 56: priorities 0-7, all eight
+                        // queues in every burst (no cut-through).
+                        f[15] = ((k % 8) as u8 * 8) << 2;
+                    }
+                    f
+                })
                 .collect();
             let rules = vec![parse_flow("in_port=1,actions=output:2", &()).expect("rule")];
-            Bench::new(2, rules, frames)
+            let qos = name.contains("_qos").then(bench_qos);
+            Bench::with_qos(2, rules, frames, qos)
         }
         // (b) 1,000 rules over 10 masks, cache-friendly working set.
         "rules_1k_10_masks" => {
@@ -195,7 +236,7 @@ pub fn build(name: &str) -> Option<Bench> {
             Bench::new(2, rules, frames)
         }
         // (d) NORMAL with 1,000 learned MACs on 4 ports.
-        "normal_1k_macs" => {
+        "normal_1k_macs" | "normal_1k_macs_qos" => {
             let n_macs = 1000u32;
             let port_of = |m: u32| (m % 4) as u16;
             let mut frames = Vec::new();
@@ -218,7 +259,8 @@ pub fn build(name: &str) -> Option<Bench> {
                 ));
                 rx_ports.push(port_of(s));
             }
-            let mut b = Bench::new(4, vec![Rule::default_normal()], frames);
+            let qos = name.ends_with("_qos").then(bench_qos);
+            let mut b = Bench::with_qos(4, vec![Rule::default_normal()], frames, qos);
             b.rx_port_of = Some(rx_ports);
             let now = b.clock.now();
             for m in 0..n_macs {

@@ -26,7 +26,8 @@ pub struct FlowError {
 }
 
 impl FlowError {
-    fn new(col: usize, msg: impl Into<String>) -> Self {
+    /// An error at 1-based column `col`.
+    pub fn new(col: usize, msg: impl Into<String>) -> Self {
         FlowError {
             col,
             msg: msg.into(),
