@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use xsw_datapath::clock::{Clock, SystemClock};
+use xsw_datapath::clock::{Clock, MonotonicClock};
 use xsw_datapath::engine::{BridgeSnapshot, Device, EngineHandle, EngineStats};
 use xsw_datapath::flow::{parse_match_spec, Rule};
 use xsw_datapath::live::{Op, Reply};
@@ -560,11 +560,14 @@ impl Server {
             s.save(&next)
                 .map_err(|e| internal(format!("could not save the state: {e}")))?;
         }
-        self.call(Op::SetMeter {
+        if let Err(e) = self.call(Op::SetMeter {
             bridge: bridge.to_string(),
             id,
             meter: None,
-        })?;
+        }) {
+            let _ = self.save(&m);
+            return Err(e);
+        }
         m.bridges = next;
         Ok(json!({}))
     }
@@ -587,16 +590,21 @@ impl Server {
                 .map_err(|e| internal(format!("could not save the state: {e}")))?;
         }
         let key = (bridge.to_string(), name.to_string());
-        let was_absent = m.absent.remove(&key).is_some();
-        m.bridges = next;
-        if !was_absent {
+        if !m.absent.contains_key(&key) {
             // Its device comes back as garbage and closes here.
-            let r = self.call(Op::DelPort {
+            match self.call(Op::DelPort {
                 bridge: bridge.to_string(),
                 port: name.to_string(),
-            })?;
-            drop(r);
+            }) {
+                Ok(r) => drop(r),
+                Err(e) => {
+                    let _ = self.save(&m);
+                    return Err(e);
+                }
+            }
         }
+        m.absent.remove(&key);
+        m.bridges = next;
         tracing::info!("bridge {bridge}: port {name} deleted");
         Ok(json!({}))
     }
@@ -637,9 +645,37 @@ impl Server {
         match self.call(Op::TakeExpired {
             bridge: bridge.to_string(),
         })? {
-            Reply::Expired(g) => Ok(forget_expired(m, bridge, &g)),
+            Reply::Expired(g, lost) => self.apply_expired(m, bridge, &g, lost),
             other => Err(internal(format!("unexpected reply {other:?}"))),
         }
+    }
+
+    /// Removes expired rules from the model's copy; when the engine's log
+    /// lost some, takes the whole rule set afresh. Returns how many went.
+    fn apply_expired(
+        &self,
+        m: &mut Model,
+        bridge: &str,
+        gone: &[(Rule, xsw_datapath::Timestamp)],
+        lost: bool,
+    ) -> Result<usize, ErrorBody> {
+        if !lost {
+            return Ok(forget_expired(m, bridge, gone));
+        }
+        let (snaps, _) = self.snapshot(Some(bridge), true)?;
+        let mut t = FlowTables::new();
+        for r in snaps
+            .first()
+            .and_then(|s| s.rules.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            t.add(r.rule.clone(), r.stats.installed);
+        }
+        let before = m.shadow.get(bridge).map_or(0, FlowTables::len);
+        let n = before.saturating_sub(t.len()).max(1);
+        m.shadow.insert(bridge.to_string(), t);
+        Ok(n)
     }
 
     /// Brings every bridge's rules up to date with timeouts, saving when
@@ -671,20 +707,24 @@ impl Server {
             return Err(ErrorBody::new(Code::Invalid, "no rules given"));
         }
         let n = rules.len();
-        let now = SystemClock.now();
+        let now = MonotonicClock.now();
         // The model's copy of the tables gets the same change at the same
         // time.
         let copy = rules.clone();
-        let expired = match self.call(Op::AddRules {
+        let (expired, lost) = match self.call(Op::AddRules {
             bridge: bridge.to_string(),
             rules,
             now,
         })? {
-            Reply::Rules { expired, .. } => expired,
+            Reply::Rules {
+                expired,
+                expired_lost,
+                ..
+            } => (expired, expired_lost),
             other => return Err(internal(format!("unexpected reply {other:?}"))),
         };
         let effect = t0.elapsed();
-        forget_expired(&mut m, bridge, &expired);
+        self.apply_expired(&mut m, bridge, &expired, lost)?;
         let t = m.shadow.entry(bridge.to_string()).or_default();
         for r in copy {
             t.add(r, now);
@@ -703,20 +743,25 @@ impl Server {
                 .detail(e.render(text))
                 .at(format!("match, column {}", e.col()))
         })?;
-        let (n, expired) = match self.call(Op::DelRules {
+        let (n, expired, lost) = match self.call(Op::DelRules {
             bridge: bridge.to_string(),
             spec: spec.clone(),
             strict,
         })? {
-            Reply::Rules { count, expired, .. } => (count, expired),
+            Reply::Rules {
+                count,
+                expired,
+                expired_lost,
+                ..
+            } => (count, expired, expired_lost),
             other => return Err(internal(format!("unexpected reply {other:?}"))),
         };
-        forget_expired(&mut m, bridge, &expired);
+        let gone = self.apply_expired(&mut m, bridge, &expired, lost)?;
         let t = m.shadow.entry(bridge.to_string()).or_default();
         for id in t.select(&spec, strict) {
             t.remove(id);
         }
-        if n > 0 {
+        if n > 0 || gone > 0 {
             m.refresh_flows();
             self.save_applied(&m)?;
         }
@@ -729,7 +774,7 @@ impl Server {
         let rules = Self::parse_rules(m.bridge(bridge)?, flows)?;
         let n = rules.len();
         // The whole new table is built here, off the polling thread.
-        let now = SystemClock.now();
+        let now = MonotonicClock.now();
         let mut tables = FlowTables::new();
         for r in rules {
             tables.add(r, now);
@@ -751,15 +796,19 @@ impl Server {
             next.carry(*id, st);
         }
         drop(old);
-        if !carry.is_empty() {
-            self.call(Op::Carry {
-                bridge: bridge.to_string(),
-                list: carry,
-            })?;
-        }
+        // The new rules are in effect: the model and the state say so
+        // before anything else can fail.
         m.shadow.insert(bridge.to_string(), next);
         m.refresh_flows();
         self.save_applied(&m)?;
+        if !carry.is_empty() {
+            if let Err(e) = self.call(Op::Carry {
+                bridge: bridge.to_string(),
+                list: carry,
+            }) {
+                tracing::warn!("bridge {bridge}: the new rules are in effect, but their counters could not be carried over: {e}");
+            }
+        }
         Ok(json!({
             "rules": n,
             "effect_us": effect.as_micros() as u64,

@@ -73,6 +73,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The monotonic clock (`CLOCK_MONOTONIC`): what the live switch runs on,
+/// so rule timeouts, MAC aging and QoS shapers are immune to the wall
+/// clock being set back or forward. Timestamps count from boot.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MonotonicClock;
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Timestamp {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into `ts`, which we
+        // own; CLOCK_MONOTONIC always exists on Linux (vDSO, no syscall).
+        unsafe {
+            libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts);
+        }
+        Timestamp((ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64)
+    }
+}
+
 /// A clock that only moves when told to (tests, replay).
 #[derive(Debug, Default)]
 pub struct ManualClock(AtomicU64);

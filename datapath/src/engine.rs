@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::clock::{Clock, MonotonicClock, Timestamp};
 use crate::error::Error;
 use crate::flow::Rule;
 use crate::key::Field;
@@ -384,7 +384,7 @@ const XDP_CANDIDATES: usize = 4096;
 
 /// Which table-0 drop rules the XDP program of the port numbered `ofport`
 /// can enforce, highest priority first: a drop rule qualifies when it reads
-/// only the first four key words, has no idle timeout, and no
+/// only the first four key words, has no timeouts, and no
 /// higher-priority rule that stays in userspace overlaps it (so the
 /// kernel's decision and counters are exactly userspace's).
 pub fn xdp_rules_for(pipe: &Pipeline, ofport: u16) -> Vec<(u32, XdpRule)> {
@@ -411,9 +411,12 @@ pub fn xdp_rules_for(pipe: &Pipeline, ofport: u16) -> Vec<(u32, XdpRule)> {
             b.value.and(&common) == m.value.and(&common)
         };
         let simple = m.mask.w[4..].iter().all(|w| *w == 0);
+        // Rules with timeouts stay in userspace: the kernel would go on
+        // dropping after they expire.
         let pushable = r.rule.actions.is_empty()
             && simple
             && r.rule.idle_timeout == 0
+            && r.rule.hard_timeout == 0
             && out.len() < xsw_ebpf::MAX_RULES
             && !blockers.iter().any(overlaps);
         if pushable {
@@ -455,7 +458,7 @@ struct Link {
 #[derive(Debug)]
 pub struct Engine {
     pub(crate) bridges: Vec<Bridge>,
-    pub(crate) clock: SystemClock,
+    pub(crate) clock: MonotonicClock,
     /// How long to keep polling after the last frame before sleeping: traffic
     /// that pauses for less than this (a ping every few milliseconds) never
     /// waits for a wakeup; an idle switch sleeps.
@@ -505,13 +508,14 @@ impl Bridge {
         }
         let cfgs: Vec<PortConfig> = def.ports.iter().map(|p| p.cfg.clone()).collect();
         let mut pipe = Pipeline::new(cfgs, def.options)?;
-        let now = SystemClock.now();
+        let now = MonotonicClock.now();
         for r in &def.rules {
             pipe.add_rule(r.clone(), now);
         }
         for (id, rate, burst) in &def.meters {
             pipe.set_meter(*id, Some(crate::qos::Meter::new(*rate, *burst)));
         }
+        pipe.set_live();
         let ports = devs.into_iter().map(LivePort::new).collect();
         let mut br = Bridge {
             name: def.name,
@@ -537,7 +541,7 @@ impl Bridge {
         &mut self.pipe
     }
 
-    fn poll(&mut self, clock: &SystemClock) -> usize {
+    fn poll(&mut self, clock: &MonotonicClock) -> usize {
         let mut total = 0;
         for i in 0..self.ports.len() {
             if !self.ports[i].alive {
@@ -574,7 +578,7 @@ impl Bridge {
         (0..self.ports.len()).any(|k| self.pipe.egress_len(k as u16) > 0)
     }
 
-    fn flush(&mut self, clock: &SystemClock) {
+    fn flush(&mut self, clock: &MonotonicClock) {
         for k in 0..self.ports.len() {
             let qos = self.pipe.has_qos(k as u16);
             if self.pipe.egress_len(k as u16) == 0 && !qos {
@@ -646,23 +650,27 @@ impl Bridge {
         Ok(idx)
     }
 
-    /// Deletes a port; returns its device (to be closed by the caller).
-    pub(crate) fn remove_port(&mut self, name: &str) -> Option<Device> {
+    /// Deletes a port; returns its device and the buffers it needed (to
+    /// be closed and freed by the caller).
+    pub(crate) fn remove_port(
+        &mut self,
+        name: &str,
+    ) -> Option<(Option<Device>, Vec<crate::packet::PacketBuf>)> {
         let idx = self.pipe.port_by_name(name)?;
-        self.pipe.remove_port(idx);
+        let buffers = self.pipe.remove_port(idx);
         let lp = self.ports.get_mut(idx as usize)?;
         lp.alive = false;
         lp.xdp_rules.clear();
         lp.xdp_credited.clear();
         lp.xdp_pushed.clear();
-        lp.dev.take()
+        Some((lp.dev.take(), buffers))
     }
 
     /// Loads the XDP drop rules into every AF_XDP port (after crediting
     /// what the old ones dropped). A port whose program refuses them keeps
     /// its frames going to userspace, where the same rules apply.
     pub(crate) fn push_xdp_rules(&mut self) {
-        self.credit_xdp(SystemClock.now());
+        self.credit_xdp(MonotonicClock.now());
         for i in 0..self.ports.len() {
             let Some(of) = self.pipe.port_config(i as u16).map(|c| c.ofport) else {
                 continue;
@@ -699,7 +707,7 @@ impl Bridge {
     }
 
     /// Adds what the XDP programs dropped to their rules' counters.
-    fn credit_xdp(&mut self, now: Timestamp) {
+    pub(crate) fn credit_xdp(&mut self, now: Timestamp) {
         for lp in &mut self.ports {
             let Some(Device(DeviceKind::AfXdp(p))) = &lp.dev else {
                 continue;
@@ -806,7 +814,7 @@ impl Engine {
     pub fn new() -> Engine {
         Engine {
             bridges: Vec::new(),
-            clock: SystemClock,
+            clock: MonotonicClock,
             spin_for: Duration::from_millis(20),
             max_sleep: Duration::from_millis(200),
             link: None,
@@ -1070,5 +1078,32 @@ impl EngineHandle {
         rrx.recv_timeout(Self::TIMEOUT).map_err(|_| {
             Error::Invalid("the switch's polling thread did not answer in time".into())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::parse_flow;
+
+    #[test]
+    fn only_untimed_drop_rules_go_to_xdp() {
+        let mut p = Pipeline::new(
+            vec![PortConfig::new("a", 1), PortConfig::new("b", 2)],
+            PipelineOptions::default(),
+        )
+        .expect("pipeline");
+        for r in [
+            "priority=30,udp,tp_dst=9,hard_timeout=10,actions=drop",
+            "priority=20,udp,tp_dst=8,idle_timeout=10,actions=drop",
+            "priority=10,udp,tp_dst=7,actions=drop",
+            "priority=0,actions=NORMAL",
+        ] {
+            p.add_rule(parse_flow(r, &()).expect("rule"), Timestamp(0));
+        }
+        let pushed = xdp_rules_for(&p, 1);
+        assert_eq!(pushed.len(), 1, "only the rule without timeouts");
+        let (_, r) = pushed[0];
+        assert_eq!(r.value[2] >> 48, 7);
     }
 }

@@ -167,14 +167,17 @@ pub enum Reply {
     Fdb(Vec<FdbRow>),
     /// A trace.
     Trace(TraceReport),
-    /// Rules removed by timeouts: each with its install time.
-    Expired(Vec<(Rule, Timestamp)>),
+    /// Rules removed by timeouts: each with its install time; the flag
+    /// says some were lost from the log (take every rule afresh).
+    Expired(Vec<(Rule, Timestamp)>, bool),
     /// A rule change is in effect.
     Rules {
         /// Rules added or deleted.
         count: usize,
         /// Rules removed by timeouts before it (see [`Op::TakeExpired`]).
         expired: Vec<(Rule, Timestamp)>,
+        /// Some removals were lost from the log.
+        expired_lost: bool,
         /// After a replace: the old tables (to compute what to carry, then
         /// free).
         old: Option<Box<FlowTables>>,
@@ -194,12 +197,16 @@ fn garbage<T: Send + 'static>(x: T) -> Option<Garbage> {
     Some(Garbage(Box::new(x)))
 }
 
-fn take_expired(b: &mut Bridge) -> Vec<(Rule, Timestamp)> {
-    b.pipe()
-        .drain_removed()
-        .into_iter()
-        .map(|r| (r.rule.rule, r.rule.stats.installed))
-        .collect()
+/// Rules removed by timeouts since the last call, and whether the log lost
+/// some (then the caller must take all rules afresh).
+fn take_expired(b: &mut Bridge) -> (Vec<(Rule, Timestamp)>, bool) {
+    let (gone, lost) = b.pipe().drain_removed();
+    (
+        gone.into_iter()
+            .map(|r| (r.rule.rule, r.rule.stats.installed))
+            .collect(),
+        lost,
+    )
 }
 
 fn no_bridge(name: &str) -> String {
@@ -252,9 +259,9 @@ impl Engine {
                     return Reply::Failed(no_bridge(&bridge), None);
                 };
                 match b.remove_port(&port) {
-                    Some(dev) => {
+                    Some(parts) => {
                         b.push_xdp_rules();
-                        Reply::Done(garbage(dev))
+                        Reply::Done(garbage(parts))
                     }
                     None => Reply::Failed(format!("bridge {bridge} has no port {port}"), None),
                 }
@@ -263,7 +270,9 @@ impl Engine {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), None);
                 };
-                let expired = take_expired(b);
+                let (expired, expired_lost) = take_expired(b);
+                // Kernel drops so far belong to the rules as they were.
+                b.credit_xdp(now);
                 let count = rules.len();
                 for rule in rules {
                     b.pipe().add_rule(rule, now);
@@ -272,6 +281,7 @@ impl Engine {
                 Reply::Rules {
                     count,
                     expired,
+                    expired_lost,
                     old: None,
                 }
             }
@@ -283,7 +293,8 @@ impl Engine {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), None);
                 };
-                let expired = take_expired(b);
+                let (expired, expired_lost) = take_expired(b);
+                b.credit_xdp(now);
                 let count = b.pipe().delete_rules(&spec, strict);
                 if count > 0 {
                     b.push_xdp_rules();
@@ -291,6 +302,7 @@ impl Engine {
                 Reply::Rules {
                     count,
                     expired,
+                    expired_lost,
                     old: None,
                 }
             }
@@ -298,13 +310,15 @@ impl Engine {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), garbage(tables));
                 };
-                let expired = take_expired(b);
+                let (expired, expired_lost) = take_expired(b);
+                b.credit_xdp(now);
                 let count = tables.len();
                 let old = b.pipe().replace_rules(*tables);
                 b.push_xdp_rules();
                 Reply::Rules {
                     count,
                     expired,
+                    expired_lost,
                     old: Some(Box::new(old)),
                 }
             }
@@ -319,7 +333,8 @@ impl Engine {
                 let Some(b) = self.bridge_mut(&bridge) else {
                     return Reply::Failed(no_bridge(&bridge), None);
                 };
-                Reply::Expired(take_expired(b))
+                let (gone, lost) = take_expired(b);
+                Reply::Expired(gone, lost)
             }
             Op::SetPortQos {
                 bridge,
@@ -336,8 +351,8 @@ impl Engine {
                         garbage(buffers),
                     );
                 };
-                b.pipe().set_port_qos(idx, qos.map(|q| *q), buffers);
-                Reply::Done(None)
+                let surplus = b.pipe().set_port_qos(idx, qos.map(|q| *q), buffers);
+                Reply::Done(garbage(surplus))
             }
             Op::SetMeter { bridge, id, meter } => {
                 let Some(b) = self.bridge_mut(&bridge) else {

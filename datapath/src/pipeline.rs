@@ -236,6 +236,10 @@ pub struct Pipeline {
     scratch: Option<Box<Scratch>>,
     /// Meters, by id.
     meters: std::collections::HashMap<u32, crate::qos::Meter>,
+    /// Running on a live clock (see [`Pipeline::set_live`]).
+    live: bool,
+    /// Timed-out rules fell off the removal log since it was last drained.
+    removed_lost: bool,
     /// No timer work is due before this time (a single compare per frame).
     timer_due: Timestamp,
     /// Frames whose metadata named no port (a driver bug; counted, never panics).
@@ -293,6 +297,8 @@ impl Pipeline {
             timer_due: Timestamp(0),
             scratch: Some(Box::default()),
             meters: std::collections::HashMap::new(),
+            live: false,
+            removed_lost: false,
             unknown_port: 0,
         };
         for c in ports {
@@ -380,7 +386,7 @@ impl Pipeline {
             ingress_prio: false,
             remark: false,
         };
-        let extra = Self::apply_qos(&mut state);
+        let extra = Self::apply_qos(&mut state, self.live);
         match buffers {
             Some(bs) => bs.into_iter().for_each(|b| self.pool.put(b)),
             None => (0..extra).for_each(|_| self.pool.put(PacketBuf::new())),
@@ -432,27 +438,37 @@ impl Pipeline {
 
     /// Sets up a port's QoS state from its configuration; returns how many
     /// more buffers its queues may hold.
-    fn apply_qos(ps: &mut PortState) -> usize {
+    fn apply_qos(ps: &mut PortState, live: bool) -> usize {
         let old = ps.qos.take();
+        // Frames already released or queued go first, in that order, then
+        // what waits to be queued: the next flush sends or queues them
+        // under the new settings.
+        let mut pending = std::mem::take(&mut ps.txq);
+        let mut old_stats = None;
+        if let Some(mut o) = old {
+            pending.extend(o.drain_all());
+            old_stats = Some(o.stats);
+        }
+        pending.append(&mut ps.egress);
+        ps.egress = pending;
         match &ps.cfg.qos {
             None => {
                 ps.police = None;
                 ps.ingress_prio = false;
                 ps.remark = false;
-                if let Some(mut q) = old {
-                    ps.egress.extend(q.drain_all());
-                }
                 0
             }
             Some(c) => {
                 ps.police = c.police.map(|(r, b)| crate::qos::TokenBucket::new(r, b));
                 ps.ingress_prio = c.default_pcp != 0 || c.dscp_map.is_some();
                 ps.remark = c.remark_pcp;
-                let q = crate::qos::EgressQos::new(c.clone());
-                if let Some(mut o) = old {
-                    // Frames already queued are queued again under the new
-                    // settings at the next flush.
-                    ps.egress.extend(o.drain_all());
+                let mut q = crate::qos::EgressQos::new(c.clone());
+                if live {
+                    q.set_live();
+                }
+                // Counters run on across a change of settings.
+                if let Some(s) = old_stats {
+                    q.stats = s;
                 }
                 ps.txq.reserve(BURST);
                 let n = c.buffers();
@@ -465,21 +481,49 @@ impl Pipeline {
     /// Changes port `idx`'s QoS (queued frames are kept where they fit).
     /// `buffers` are added to the pool for the new queues (allocate them
     /// off the polling thread: [`PacketBuf::new`] per frame of depth).
+    /// Returns the buffers the new settings need no more (for the
+    /// caller to free), so the pool never outgrows what the ports need.
     pub fn set_port_qos(
         &mut self,
         idx: u16,
         qos: Option<crate::qos::QosConfig>,
         buffers: Vec<PacketBuf>,
-    ) {
+    ) -> Vec<PacketBuf> {
         let Some(ps) = self.ports.get_mut(idx as usize) else {
-            return;
+            return buffers;
         };
+        let before = ps.cfg.qos.as_ref().map_or(0, |q| q.buffers());
         ps.cfg.qos = qos;
-        Self::apply_qos(ps);
+        let after = Self::apply_qos(ps, self.live);
         for b in buffers {
             self.pool.put(b);
         }
         self.emc.invalidate();
+        self.take_buffers(before.saturating_sub(after))
+    }
+
+    /// Takes up to `n` free buffers out of the pool.
+    fn take_buffers(&mut self, n: usize) -> Vec<PacketBuf> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            match self.pool.take() {
+                Some(b) => out.push(b),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Marks the pipeline as running on a live clock: QoS shapers then
+    /// never send a backlog faster than their bucket allows after the
+    /// polling thread was held up (replay keeps exact virtual time).
+    pub fn set_live(&mut self) {
+        self.live = true;
+        for p in &mut self.ports {
+            if let Some(q) = p.qos.as_mut() {
+                q.set_live();
+            }
+        }
     }
 
     /// Adds, changes (keeping its counters) or, with `None`, deletes a meter.
@@ -520,19 +564,27 @@ impl Pipeline {
     /// Deletes port `idx`: it is down for good, its number and name are
     /// free again, what was learned on it is forgotten and what was queued
     /// for it is dropped. Its slot is reused by the next [`Pipeline::add_port`].
-    pub fn remove_port(&mut self, idx: u16) {
+    /// Returns the buffers the port no longer needs (for the caller to
+    /// free).
+    pub fn remove_port(&mut self, idx: u16) -> Vec<PacketBuf> {
         let Some(p) = self.ports.get_mut(idx as usize) else {
-            return;
+            return Vec::new();
         };
         if p.removed {
-            return;
+            return Vec::new();
         }
         p.removed = true;
         let of = p.cfg.ofport as usize;
         if self.by_ofport.get(of) == Some(&idx) {
             self.by_ofport[of] = u16::MAX;
         }
+        let granted = p.cfg.qos.as_ref().map_or(0, |q| q.buffers()) + BURST;
         self.set_port_down(idx, true);
+        if let Some(p) = self.ports.get_mut(idx as usize) {
+            p.cfg.qos = None;
+            p.qos = None;
+        }
+        self.take_buffers(granted)
     }
 
     /// True when slot `idx` holds no port (deleted, or never used).
@@ -644,8 +696,13 @@ impl Pipeline {
     }
 
     /// Takes the log of rules removed by timeouts since the last call.
-    pub fn drain_removed(&mut self) -> Vec<RemovedRule> {
-        self.removed.drain(..).collect()
+    ///
+    /// The log holds the latest few thousand; the flag says whether older
+    /// ones were lost since the last call (a caller keeping a copy of the
+    /// rules must then take them all afresh).
+    pub fn drain_removed(&mut self) -> (Vec<RemovedRule>, bool) {
+        let lost = std::mem::replace(&mut self.removed_lost, false);
+        (self.removed.drain(..).collect(), lost)
     }
 
     /// Traces `frame` arriving on port `in_idx` at `now` without changing
@@ -732,6 +789,7 @@ impl Pipeline {
                 for (rule, why) in gone {
                     if self.removed.len() >= REMOVED_LOG {
                         self.removed.pop_front();
+                        self.removed_lost = true;
                     }
                     self.removed.push_back(RemovedRule { rule, why, at: now });
                 }
@@ -1405,7 +1463,7 @@ impl Pipeline {
         if let Some((p, queue, prio)) = x.pending.take() {
             self.enqueue_copy(p as usize, pkt, queue, prio, t);
         }
-        if self.ports[out].remark && !x.in_tagged && x.vlans[0].present() {
+        if self.ports[out].remark && !x.in_tagged && !x.pcp_set && x.vlans[0].present() {
             // A tag this port adds to a frame that came untagged: its PCP
             // from the frame's DSCP (IP only), for this output alone.
             let ip = matches!(x.key.dl_type(), ETH_TYPE_IP | ETH_TYPE_IPV6);
@@ -2269,6 +2327,48 @@ mod tests {
         assert_eq!((q[3].enqueued, q[3].tx_packets), (3, 3));
         assert_eq!((q[5].enqueued, q[5].tx_packets), (2, 2));
         assert_eq!(q.iter().map(|s| s.depth).sum::<u64>(), 0);
+    }
+
+    #[test]
+    fn removing_qos_keeps_frames_the_device_refused() {
+        let mut cfgs = ports3();
+        cfgs[1].qos = Some(crate::qos::QosConfig::default());
+        let mut r = Rig::new(cfgs, &["in_port=1,actions=output:2"]);
+        r.ports[1].tx_limit = 1;
+        r.batch.clear();
+        for i in 0..4u8 {
+            let mut f = frame(B, A, None, 0x0800);
+            f[20] = i;
+            r.batch
+                .push_frame(&f, crate::packet::PacketMeta::new(0, Timestamp(1)));
+        }
+        r.p.process(&mut r.batch, &mut NoTrace);
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        assert_eq!(r.ports[1].take_sent().len(), 1);
+        // Three wait; QoS goes away; they are sent, in order, and nothing
+        // is left behind.
+        let spare = r.p.set_port_qos(1, None, Vec::new());
+        assert_eq!(spare.len(), crate::qos::QosConfig::default().buffers());
+        r.ports[1].tx_limit = usize::MAX;
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        let sent: Vec<u8> = r.ports[1].take_sent().iter().map(|(_, f)| f[20]).collect();
+        assert_eq!(sent, vec![1, 2, 3]);
+        assert_eq!(r.p.egress_len(1), 0);
+    }
+
+    #[test]
+    fn a_full_removal_log_says_so() {
+        let mut p = Pipeline::new(ports3(), PipelineOptions::default()).expect("pipeline");
+        for i in 0..(REMOVED_LOG as u32 + 10) {
+            let r = parse_flow(&format!("hard_timeout=1,udp,tp_dst={i},actions=drop"), &())
+                .expect("rule");
+            p.add_rule(r, Timestamp(0));
+        }
+        p.run_timers(Timestamp::from_secs(5));
+        let (gone, lost) = p.drain_removed();
+        assert_eq!(gone.len(), REMOVED_LOG);
+        assert!(lost);
+        assert!(!p.drain_removed().1, "the flag is cleared");
     }
 
     #[test]

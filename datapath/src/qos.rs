@@ -35,7 +35,11 @@ pub const DEFAULT_PCP_MAP: [u8; 8] = [1, 0, 2, 3, 4, 5, 6, 7];
 pub const DEFAULT_DEPTH: usize = 256;
 
 /// The largest queue depth accepted.
-pub const MAX_DEPTH: usize = 65_536;
+pub const MAX_DEPTH: usize = 8_192;
+
+/// The most frames one port's queues may hold in all (each holds a
+/// buffer of about 9.4 kB).
+pub const MAX_PORT_FRAMES: usize = 16_384;
 
 /// DRR quantum per unit of weight, in bytes: the largest frame, so one turn
 /// always lets a queue send at least one frame.
@@ -359,6 +363,10 @@ pub struct EgressQos {
     queued: usize,
     /// Bit q set: queue q holds frames.
     nonempty: u8,
+    /// Decisions are made at the live clock, never in the past.
+    live: bool,
+    /// When the last `dequeue` that found nothing to send could next send.
+    blocked_until: Option<Timestamp>,
     /// No shaper and no line rate: frames leave as soon as they are picked.
     untimed: bool,
 }
@@ -386,11 +394,18 @@ impl EgressQos {
             stats: [QueueStats::default(); N_QUEUES],
             queued: 0,
             nonempty: 0,
+            live: false,
+            blocked_until: None,
             untimed: cfg.shaper.is_none()
                 && cfg.line_rate.is_none()
                 && cfg.queues.iter().all(|q| q.shaper.is_none()),
             cfg,
         }
+    }
+
+    /// Makes decisions at the live clock (see [`EgressQos::dequeue`]).
+    pub fn set_live(&mut self) {
+        self.live = true;
     }
 
     /// True when nothing shapes or paces the port: a frame may leave as
@@ -453,6 +468,8 @@ impl EgressQos {
         self.stats[q].enqueued += 1;
         self.queued += 1;
         self.nonempty |= 1 << q;
+        // A new arrival can change the next decision.
+        self.blocked_until = None;
         Ok(q)
     }
 
@@ -608,10 +625,18 @@ impl EgressQos {
         if self.untimed {
             return self.dequeue_untimed();
         }
-        let mut t = self.link_free;
+        // Live, a decision is never made in the past: after the polling
+        // thread was held up, the buckets (capped at their burst) decide
+        // what may go now, rather than a replay of the missed schedule.
+        let mut t = if self.live {
+            self.link_free.max(now)
+        } else {
+            self.link_free
+        };
         for _ in 0..8 * N_QUEUES {
             t = t.max(self.next_queue_ready(t)?);
             if t > now {
+                self.blocked_until = Some(t);
                 return None;
             }
             // Some head is ready at t, so a scheduler finds one (a DRR
@@ -653,6 +678,7 @@ impl EgressQos {
                 None => t,
             };
             pkt.meta.ts = t;
+            self.blocked_until = None;
             let s = &mut self.stats[q];
             s.tx_packets += 1;
             s.tx_bytes += pkt.len() as u64;
@@ -664,6 +690,13 @@ impl EgressQos {
     /// About when the next frame may leave (None when nothing waits): for
     /// sleeping until then.
     pub fn next_departure(&self) -> Option<Timestamp> {
+        if self.queued == 0 {
+            return None;
+        }
+        // When the last dequeue found nothing to send yet, it knew when.
+        if let Some(b) = self.blocked_until {
+            return Some(b);
+        }
         let t = self.link_free.max(self.next_queue_ready(self.link_free)?);
         let smallest = (0..N_QUEUES)
             .filter(|q| !self.queues[*q].is_empty())
@@ -689,6 +722,7 @@ impl EgressQos {
     pub fn drain_all(&mut self) -> Vec<PacketBuf> {
         self.queued = 0;
         self.nonempty = 0;
+        self.blocked_until = None;
         let mut v = Vec::new();
         for q in &mut self.queues {
             while let Some(p) = q.pop_front() {
@@ -927,6 +961,12 @@ impl QosSpec {
         if let Some(l) = &self.line_rate {
             c.line_rate = Some(rate_of("line_rate", l)?);
         }
+        if c.buffers() > MAX_PORT_FRAMES {
+            return Err(format!(
+                "queues: {} frames in all; a port's queues hold at most {MAX_PORT_FRAMES}",
+                c.buffers()
+            ));
+        }
         Ok(c)
     }
 }
@@ -1063,6 +1103,30 @@ mod tests {
             (n as i64 - (1000 + burst_frames) as i64).abs() <= 1,
             "{n} frames in a second"
         );
+    }
+
+    #[test]
+    fn the_next_departure_is_the_frame_the_scheduler_picks() {
+        let mut q = EgressQos::new(QosConfig {
+            shaper: Some((1_000_000, 12_000)),
+            ..Default::default()
+        });
+        // Spend the burst, then a big high-priority frame and a small
+        // low-priority one wait: the big one goes first, when its tokens
+        // are there, and that is when the next departure is.
+        q.enqueue(frame(1500, Some(7), 0)).expect("room");
+        assert!(q.dequeue(Timestamp(0)).is_some());
+        q.enqueue(frame(1500, Some(7), 0)).expect("room");
+        q.enqueue(frame(64, Some(1), 0)).expect("room");
+        assert!(q.dequeue(Timestamp(1)).is_none());
+        let next = q.next_departure().expect("waiting");
+        assert_eq!(
+            next,
+            Timestamp(12_000_000),
+            "1500 bytes of tokens at 1 Mbit/s"
+        );
+        let p = q.dequeue(next).expect("the big frame");
+        assert_eq!(p.len(), 1500);
     }
 
     #[test]
