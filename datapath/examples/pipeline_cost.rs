@@ -1,5 +1,7 @@
-//! Runs one benchmark case for a fixed number of bursts, for counting
-//! instructions per frame with callgrind (stable on a noisy machine):
+//! Runs benchmark cases outside criterion, two ways.
+//!
+//! Instruction counts (stable on a noisy machine), one case for a fixed
+//! number of bursts under callgrind:
 //!
 //! ```text
 //! cargo build --release -p xsw-datapath --example pipeline_cost
@@ -7,18 +9,72 @@
 //!     target/release/examples/pipeline_cost normal_1k_macs 2000
 //! ```
 //! Instructions per frame = total Ir / (bursts × 32).
+//!
+//! Side by side: `pipeline_cost --compare BASE CASE...` times every case in
+//! turn, round after round (so a slow spell on a shared machine hits them
+//! all alike), and prints each case's median Mpps and its ratio to BASE's.
+
+use std::time::Instant;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let case = args.next().unwrap_or_else(|| "one_rule".into());
-    let bursts: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(2000);
-    let Some(mut b) = common::build(&case) else {
+/// Rounds, and bursts per case per round.
+const ROUNDS: usize = 31;
+const BURSTS: usize = 20_000;
+
+fn build(case: &str) -> common::Bench {
+    common::build(case).unwrap_or_else(|| {
         eprintln!("unknown case {case}; cases: {}", common::CASES.join(", "));
         std::process::exit(2);
+    })
+}
+
+fn compare(cases: &[String]) {
+    let mut benches: Vec<_> = cases.iter().map(|c| (build(c), 0usize)).collect();
+    let mut mpps: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for (b, pos) in benches.iter_mut() {
+        for _ in 0..BURSTS {
+            b.burst(pos);
+        }
+    }
+    for _ in 0..ROUNDS {
+        for (i, (b, pos)) in benches.iter_mut().enumerate() {
+            let t = Instant::now();
+            for _ in 0..BURSTS {
+                b.burst(pos);
+            }
+            let s = t.elapsed().as_secs_f64();
+            mpps[i].push((BURSTS * 32) as f64 / s / 1e6);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
     };
+    let meds: Vec<f64> = mpps.iter_mut().map(median).collect();
+    println!(
+        "{:<28} {:>8} {:>9}   ({ROUNDS} rounds of {BURSTS} bursts of 32 frames, medians)",
+        "case", "Mpps", "vs first"
+    );
+    for (c, m) in cases.iter().zip(&meds) {
+        println!("{c:<28} {m:>8.2} {:>+8.1}%", (m / meds[0] - 1.0) * 100.0);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--compare") {
+        if args.len() < 3 {
+            eprintln!("usage: pipeline_cost --compare BASE CASE...");
+            std::process::exit(2);
+        }
+        compare(&args[1..]);
+        return;
+    }
+    let case = args.first().cloned().unwrap_or_else(|| "one_rule".into());
+    let bursts: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let mut b = build(&case);
     let mut pos = 0;
     for _ in 0..bursts {
         b.burst(&mut pos);

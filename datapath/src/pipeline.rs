@@ -39,6 +39,10 @@ const NORMAL_SAME_TAGS: u32 = 0x10_0000;
 
 /// Most nested resubmits (OVS: 64).
 pub const MAX_DEPTH: u8 = 64;
+/// Most frames a port's cut-through puts in class order at once.
+/// (Frame indices are kept in a byte.)
+const SORT_MAX: usize = 4 * BURST;
+const _: () = assert!(SORT_MAX <= 256);
 /// Most resubmits per frame (OVS: 4096).
 pub const MAX_RESUBMITS: u32 = 4096;
 
@@ -1735,13 +1739,20 @@ impl Pipeline {
     /// For a port with QoS, see [`Pipeline::flush_port_at`]; this sends
     /// what its scheduler releases by the newest frame's time.
     pub fn flush_port(&mut self, idx: u16, port: &mut dyn Port) -> Result<usize, PortError> {
-        if self.has_qos(idx) {
-            let now = self
-                .ports
-                .get(idx as usize)
-                .and_then(|p| p.egress.iter().map(|b| b.meta.ts).max())
-                .unwrap_or(Timestamp(0));
-            return self.flush_port_at(idx, port, now);
+        if let Some(p) = self.ports.get(idx as usize) {
+            if let Some(q) = p.qos.as_ref() {
+                // An untimed port's scheduler does not look at the clock.
+                let now = if q.untimed() {
+                    Timestamp(0)
+                } else {
+                    p.egress
+                        .iter()
+                        .map(|b| b.meta.ts)
+                        .max()
+                        .unwrap_or(Timestamp(0))
+                };
+                return self.flush_port_at(idx, port, now);
+            }
         }
         self.flush_plain(idx, port)
     }
@@ -1762,16 +1773,68 @@ impl Pipeline {
         let Some(q) = ps.qos.as_mut() else {
             return self.flush_plain(idx, port);
         };
-        // Cut-through: nothing waits, nothing times the port, and every new
-        // frame is of one class: queueing them would send them in this
-        // very order, so they go straight out (and count as queued).
-        if q.is_empty() && q.untimed() && ps.txq.is_empty() && !ps.egress.is_empty() {
-            let first = q.classify(&ps.egress[0]);
-            if ps.egress.len() <= q.depth(first)
-                && ps.egress[1..].iter().all(|b| q.classify(b) == first)
-            {
+        // Cut-through: nothing waits and nothing times the port, so the
+        // scheduler would send the new frames at once, highest class first
+        // (or in arrival order when they share one class). They go straight
+        // out in that order, counted as queued and sent, without passing
+        // through the rings. When a queue could not hold its share, they
+        // take the queue path, which drops what does not fit.
+        let n = ps.egress.len();
+        if n > 0 && n <= SORT_MAX && q.is_empty() && q.untimed() && ps.txq.is_empty() {
+            let mut cls = [0u8; SORT_MAX];
+            let mut count = [0u16; crate::qos::N_QUEUES];
+            let mut bytes = [0u64; crate::qos::N_QUEUES];
+            for (i, b) in ps.egress.iter().enumerate() {
+                let c = q.classify(b);
+                cls[i] = c as u8;
+                count[c] += 1;
+                bytes[c] += b.len() as u64;
+            }
+            let first = cls[0] as usize;
+            let single = count[first] as usize == n;
+            let fits = n <= q.min_depth()
+                || (0..crate::qos::N_QUEUES).all(|c| count[c] as usize <= q.depth(c));
+            if fits && (single || q.strict_untimed()) {
+                if !single {
+                    // Highest class first, by a stable counting sort: the
+                    // frames are gathered in that order into the (empty)
+                    // transmit list, which then becomes the list to send.
+                    let mut next = [0u8; crate::qos::N_QUEUES];
+                    let mut at = 0u8;
+                    for c in (0..crate::qos::N_QUEUES).rev() {
+                        next[c] = at;
+                        at = at.wrapping_add(count[c] as u8);
+                    }
+                    let mut order = [0u8; SORT_MAX];
+                    for (i, &c) in cls[..n].iter().enumerate() {
+                        let slot = &mut next[c as usize];
+                        order[*slot as usize] = i as u8;
+                        *slot = slot.wrapping_add(1);
+                    }
+                    ps.txq.reserve(n);
+                    let src = ps.egress.as_ptr();
+                    let dst = ps.txq.as_mut_ptr();
+                    for (k, &i) in order[..n].iter().enumerate() {
+                        // SAFETY: `order` lists each index below `n` exactly
+                        // once (a counting sort of 0..n), so each frame is
+                        // copied out once, into slot `k < n` of the
+                        // transmit list's reserved (empty) capacity.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(src.add(i as usize), dst.add(k), 1)
+                        };
+                    }
+                    // SAFETY: the frames now live in the transmit list's
+                    // first `n` slots (all written above) and no longer in
+                    // the egress list, which forgets them without dropping.
+                    // Nothing between the copies and here can panic.
+                    unsafe {
+                        ps.egress.set_len(0);
+                        ps.txq.set_len(n);
+                    }
+                    std::mem::swap(&mut ps.egress, &mut ps.txq);
+                    q.stamp_departures(&mut ps.egress);
+                }
                 let before = (ps.stats.tx_packets, ps.stats.tx_bytes);
-                let n = ps.egress.len() as u64;
                 let r = self.flush_plain(idx, port);
                 let Some(ps) = self.ports.get_mut(idx as usize) else {
                     return r;
@@ -1779,16 +1842,36 @@ impl Pipeline {
                 let Some(q) = ps.qos.as_mut() else {
                     return r;
                 };
-                let sent = ps.stats.tx_packets - before.0;
-                q.count_cut_through(first, sent, ps.stats.tx_bytes - before.1);
+                // The device took a prefix, in class order: credit each
+                // class with its part of it.
+                let mut sent = ps.stats.tx_packets - before.0;
+                let mut sent_bytes = ps.stats.tx_bytes - before.1;
+                if single {
+                    q.count_cut_through(first, sent, sent_bytes);
+                    sent = 0;
+                }
+                for c in (0..crate::qos::N_QUEUES).rev() {
+                    if sent == 0 {
+                        break;
+                    }
+                    let k = u64::from(count[c]).min(sent);
+                    if k == 0 {
+                        continue;
+                    }
+                    let b = if k == u64::from(count[c]) {
+                        bytes[c]
+                    } else {
+                        sent_bytes
+                    };
+                    q.count_cut_through(c, k, b);
+                    sent -= k;
+                    sent_bytes = sent_bytes.saturating_sub(b);
+                }
                 // What the device did not take waits in its queue.
-                let held = n - sent;
-                if held > 0 {
-                    for b in ps.egress.drain(..) {
-                        if let Err(b) = q.enqueue(b) {
-                            ps.stats.drops.add(DropReason::QueueFull, 1);
-                            self.pool.put(b);
-                        }
+                for b in ps.egress.drain(..) {
+                    if let Err(b) = q.enqueue(b) {
+                        ps.stats.drops.add(DropReason::QueueFull, 1);
+                        self.pool.put(b);
                     }
                 }
                 return r;
@@ -2327,6 +2410,68 @@ mod tests {
         assert_eq!((q[3].enqueued, q[3].tx_packets), (3, 3));
         assert_eq!((q[5].enqueued, q[5].tx_packets), (2, 2));
         assert_eq!(q.iter().map(|s| s.depth).sum::<u64>(), 0);
+    }
+
+    #[test]
+    fn a_mixed_burst_the_device_takes_in_part_keeps_its_order_and_counts() {
+        let mut cfgs = ports3();
+        let mut qos = crate::qos::QosConfig::default();
+        qos.queues[2].depth = 2; // PCP 2
+        cfgs[1].qos = Some(qos);
+        let mut r = Rig::new(cfgs, &["in_port=1,actions=output:2"]);
+        r.ports[1].tx_limit = 3;
+        let send = |r: &mut Rig, pcps: &[u8], t0: u64| {
+            r.batch.clear();
+            for (i, p) in pcps.iter().enumerate() {
+                let mut f = frame(B, A, Some((5, *p as u16)), 0x0800);
+                f[30] = i as u8;
+                // Later frames arrived later.
+                let ts = Timestamp(t0 + i as u64);
+                r.batch
+                    .push_frame(&f, crate::packet::PacketMeta::new(0, ts));
+            }
+            r.p.process(&mut r.batch, &mut NoTrace);
+            r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        };
+        let sent = |r: &mut Rig| {
+            let s = r.ports[1].take_sent();
+            let ts: Vec<u64> = s.iter().map(|(m, _)| m.ts.0).collect();
+            assert!(ts.windows(2).all(|w| w[0] <= w[1]), "departures {ts:?}");
+            s.into_iter()
+                .map(|(_, f)| (f[14] >> 5, f[30]))
+                .collect::<Vec<_>>()
+        };
+        send(&mut r, &[0, 6, 0, 6, 4], 100);
+        assert_eq!(sent(&mut r), vec![(6, 1), (6, 3), (4, 4)]);
+        let q = r.p.queue_stats(1).expect("qos");
+        assert_eq!((q[6].enqueued, q[6].tx_packets), (2, 2));
+        assert_eq!((q[4].enqueued, q[4].tx_packets), (1, 1));
+        assert_eq!((q[1].enqueued, q[1].tx_packets, q[1].depth), (2, 0, 2));
+        // The device takes everything again: what waited goes first, in
+        // order, then the next burst; three PCP 2 frames overflow a queue
+        // of two, and one is dropped and counted.
+        r.ports[1].tx_limit = usize::MAX;
+        send(&mut r, &[2, 2, 2, 7], 200);
+        assert_eq!(sent(&mut r), vec![(7, 3), (2, 0), (2, 1), (0, 0), (0, 2)]);
+        let q = r.p.queue_stats(1).expect("qos");
+        assert_eq!((q[1].tx_packets, q[1].depth), (2, 0));
+        assert_eq!((q[2].enqueued, q[2].tx_packets, q[2].dropped), (2, 2, 1));
+        assert_eq!(
+            r.p.port_stats(1)
+                .expect("port")
+                .drops
+                .get(DropReason::QueueFull),
+            1
+        );
+        // Back to an empty port: mixed bursts cut through, ordered.
+        send(&mut r, &[0, 2, 6], 300);
+        assert_eq!(sent(&mut r), vec![(6, 2), (2, 1), (0, 0)]);
+        let q = r.p.queue_stats(1).expect("qos");
+        assert_eq!(q.iter().map(|s| s.depth).sum::<u64>(), 0);
+        assert_eq!(
+            q.iter().map(|s| s.tx_packets).sum::<u64>(),
+            q.iter().map(|s| s.enqueued).sum::<u64>()
+        );
     }
 
     #[test]

@@ -369,6 +369,8 @@ pub struct EgressQos {
     blocked_until: Option<Timestamp>,
     /// No shaper and no line rate: frames leave as soon as they are picked.
     untimed: bool,
+    /// The smallest queue depth limit.
+    min_depth: usize,
 }
 
 impl EgressQos {
@@ -399,6 +401,7 @@ impl EgressQos {
             untimed: cfg.shaper.is_none()
                 && cfg.line_rate.is_none()
                 && cfg.queues.iter().all(|q| q.shaper.is_none()),
+            min_depth: cfg.queues.iter().map(|q| q.depth).min().unwrap_or(0),
             cfg,
         }
     }
@@ -413,6 +416,31 @@ impl EgressQos {
     #[inline]
     pub fn untimed(&self) -> bool {
         self.untimed
+    }
+
+    /// True when frames leave in strict priority order the moment they
+    /// are picked: a strict scheduler and nothing timing the port.
+    #[inline]
+    pub fn strict_untimed(&self) -> bool {
+        self.untimed && self.strict_from == 0
+    }
+
+    /// Stamps frames leaving in this order, outside the queues (see
+    /// [`EgressQos::count_cut_through`]): departures never go back in time.
+    #[inline]
+    pub fn stamp_departures(&mut self, frames: &mut [PacketBuf]) {
+        let mut t = self.link_free;
+        for p in frames {
+            t = t.max(p.meta.ts);
+            p.meta.ts = t;
+        }
+        self.link_free = t;
+    }
+
+    /// The smallest of the queues' depth limits.
+    #[inline]
+    pub fn min_depth(&self) -> usize {
+        self.min_depth
     }
 
     /// Queue `q`'s depth limit.
