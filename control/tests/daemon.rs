@@ -30,6 +30,16 @@ fn pair() -> Pair {
     // Frames through AF_XDP carry no offload state: checksum in software.
     a.no_tx_csum("eth0");
     b.no_tx_csum("eth0");
+    // These tests speak IPv4 only; without IPv6 the hosts send nothing of
+    // their own (neighbour discovery, MLD) to disturb the counters.
+    for ns in [&a, &b] {
+        let (ok, out) = ns.exec(&[
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6",
+        ]);
+        assert!(ok, "disabling IPv6: {out}");
+    }
     Pair { s, a, b }
 }
 
