@@ -217,6 +217,9 @@ struct Xlate {
     outputs: u32,
     reason: DropReason,
     error: Option<DropReason>,
+    /// A meter dropped the frame: no further action runs, and the outputs
+    /// made before stand (as in Open vSwitch's datapath).
+    halted: bool,
     queue: u32,
     /// The last output so far: (port, queue chosen when it was output).
     pending: Option<(u16, u32, u8)>,
@@ -969,6 +972,7 @@ impl Pipeline {
             outputs: 0,
             reason: DropReason::ActionDrop,
             error: None,
+            halted: false,
             queue: NO_QUEUE,
             pending: None,
             pcp_set: false,
@@ -1286,7 +1290,7 @@ impl Pipeline {
                     None => break,
                 }
             };
-            if x.error.is_some() {
+            if x.error.is_some() || x.halted {
                 break;
             }
             if T::ENABLED {
@@ -1429,7 +1433,8 @@ impl Pipeline {
                     None => false,
                 };
                 if !ok {
-                    x.error = Some(DropReason::Meter);
+                    x.halted = true;
+                    Self::skip(x, DropReason::Meter, t);
                 }
             }
             Action::Resubmit { in_port, table } => {
@@ -2410,6 +2415,49 @@ mod tests {
         assert_eq!((q[3].enqueued, q[3].tx_packets), (3, 3));
         assert_eq!((q[5].enqueued, q[5].tx_packets), (2, 2));
         assert_eq!(q.iter().map(|s| s.depth).sum::<u64>(), 0);
+    }
+
+    #[test]
+    fn a_meter_stops_the_actions_after_it_and_keeps_those_before() {
+        let mut r = Rig::new(
+            ports3(),
+            &[
+                "in_port=1,actions=output:3,meter:1,output:2",
+                "in_port=2,actions=meter:1,output:3",
+            ],
+        );
+        // Room for two 60-byte frames, then (almost) nothing refills.
+        r.p.set_meter(1, Some(crate::qos::Meter::new(1, 1000)));
+        let f = frame(B, A, None, 0x0800);
+        let got: Vec<(usize, usize)> = (0..3)
+            .map(|_| {
+                let o = r.send(0, 1, &f);
+                (o[1].len(), o[2].len())
+            })
+            .collect();
+        assert_eq!(got, vec![(1, 1), (1, 1), (0, 1)]);
+        assert_eq!(r.p.meters(), vec![(1, 1, 1000, 2, 1)]);
+        let drops = |r: &Rig, i| {
+            r.p.port_stats(i)
+                .expect("port")
+                .drops
+                .get(DropReason::Meter)
+        };
+        assert_eq!(drops(&r, 0), 0, "the frame still went out on port 3");
+        // Nothing output before the meter: the frame is dropped, counted.
+        let o = r.send(1, 1, &f);
+        assert!(o.iter().all(|p| p.is_empty()));
+        assert_eq!(drops(&r, 1), 1);
+        // The trace says why the actions stopped.
+        let mut log = crate::trace::TraceLog::default();
+        r.batch.clear();
+        r.batch.push_frame(
+            &f,
+            crate::packet::PacketMeta::new(0, Timestamp::from_secs(1)),
+        );
+        r.p.process(&mut r.batch, &mut log);
+        let text = format!("{log:?}");
+        assert!(text.contains("Skip { reason: Meter }"), "{text}");
     }
 
     #[test]

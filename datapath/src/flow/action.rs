@@ -46,8 +46,9 @@ pub enum Action {
     },
     /// `goto_table:T`: continue in table T (must be last, T above this table).
     GotoTable(u8),
-    /// `meter:N`: police the frame with meter N; over its rate, the frame
-    /// is dropped whole (counted as `meter`).
+    /// `meter:N`: police the frame with meter N; over its rate, no later
+    /// action runs (outputs made before it stand, as in Open vSwitch), and
+    /// a frame that went nowhere is counted as a `meter` drop.
     Meter(u32),
 }
 
