@@ -1901,6 +1901,7 @@ impl Pipeline {
                     ps.stats.tx_packets += n as u64;
                     for b in ps.txq.drain(..n) {
                         ps.stats.tx_bytes += b.len() as u64;
+                        q.count_sent(q.classify(&b), 1, b.len() as u64);
                         self.pool.put(b);
                     }
                     if n < want {
@@ -2520,6 +2521,22 @@ mod tests {
             q.iter().map(|s| s.tx_packets).sum::<u64>(),
             q.iter().map(|s| s.enqueued).sum::<u64>()
         );
+        // A frame the scheduler released counts as sent only once the
+        // device takes it.
+        r.ports[1].tx_limit = 1;
+        send(&mut r, &[0, 6], 400);
+        assert_eq!(sent(&mut r), vec![(6, 1)]);
+        send(&mut r, &[5], 500);
+        assert_eq!(sent(&mut r), vec![(5, 0)]);
+        let tx = |r: &Rig| r.p.queue_stats(1).expect("qos").map(|s| s.tx_packets);
+        let before = tx(&r);
+        assert_eq!(r.p.egress_len(1), 1, "PCP 0 waits for the device");
+        r.ports[1].tx_limit = usize::MAX;
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        assert_eq!(sent(&mut r), vec![(0, 0)]);
+        let after = tx(&r);
+        assert_eq!(after[1], before[1] + 1);
+        assert_eq!(after.iter().sum::<u64>(), before.iter().sum::<u64>() + 1);
     }
 
     #[test]

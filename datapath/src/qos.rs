@@ -278,13 +278,14 @@ impl QosConfig {
 pub struct QueueStats {
     /// Frames queued.
     pub enqueued: u64,
-    /// Frames sent.
+    /// Frames sent (taken by the device).
     pub tx_packets: u64,
     /// Their bytes.
     pub tx_bytes: u64,
     /// Frames dropped because the queue was full.
     pub dropped: u64,
-    /// Frames waiting now.
+    /// Frames waiting in the queue now (not counting those the scheduler
+    /// released that wait for the device).
     pub depth: u64,
 }
 
@@ -453,8 +454,16 @@ impl EgressQos {
     /// nothing else waited, nothing times the port): as if queued and sent.
     #[inline]
     pub fn count_cut_through(&mut self, q: usize, packets: u64, bytes: u64) {
+        self.stats[q & (N_QUEUES - 1)].enqueued += packets;
+        self.count_sent(q, packets, bytes);
+    }
+
+    /// Counts frames of queue `q` the device took. (The scheduler releases
+    /// frames to the device's backlog; they count as sent only once the
+    /// device accepts them.)
+    #[inline]
+    pub fn count_sent(&mut self, q: usize, packets: u64, bytes: u64) {
         let s = &mut self.stats[q & (N_QUEUES - 1)];
-        s.enqueued += packets;
         s.tx_packets += packets;
         s.tx_bytes += bytes;
     }
@@ -511,23 +520,18 @@ impl EgressQos {
                 let q = 7 - self.nonempty.leading_zeros() as usize;
                 let room = max - (out.len() - start);
                 let n = room.min(self.queues[q].len());
-                let mut bytes = 0u64;
                 for _ in 0..n {
                     let Some(mut pkt) = self.queues[q].pop_front() else {
                         break;
                     };
                     pkt.meta.ts = pkt.meta.ts.max(self.link_free);
                     self.link_free = pkt.meta.ts;
-                    bytes += pkt.len() as u64;
                     out.push(pkt);
                 }
                 self.queued -= n;
                 if self.queues[q].is_empty() {
                     self.nonempty &= !(1 << q);
                 }
-                let s = &mut self.stats[q];
-                s.tx_packets += n as u64;
-                s.tx_bytes += bytes;
             }
             return out.len() - start;
         }
@@ -571,9 +575,6 @@ impl EgressQos {
         // Departures never go back in time.
         pkt.meta.ts = pkt.meta.ts.max(self.link_free);
         self.link_free = pkt.meta.ts;
-        let s = &mut self.stats[q];
-        s.tx_packets += 1;
-        s.tx_bytes += pkt.len() as u64;
         Some(pkt)
     }
 
@@ -707,9 +708,6 @@ impl EgressQos {
             };
             pkt.meta.ts = t;
             self.blocked_until = None;
-            let s = &mut self.stats[q];
-            s.tx_packets += 1;
-            s.tx_bytes += pkt.len() as u64;
             return Some(pkt);
         }
         None
