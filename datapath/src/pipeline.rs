@@ -1837,8 +1837,8 @@ impl Pipeline {
                         ps.txq.set_len(n);
                     }
                     std::mem::swap(&mut ps.egress, &mut ps.txq);
-                    q.stamp_departures(&mut ps.egress);
                 }
+                q.stamp_departures(&mut ps.egress);
                 let before = (ps.stats.tx_packets, ps.stats.tx_bytes);
                 let r = self.flush_plain(idx, port);
                 let Some(ps) = self.ports.get_mut(idx as usize) else {

@@ -428,7 +428,7 @@ impl EgressQos {
 
     /// Stamps frames leaving in this order, outside the queues (see
     /// [`EgressQos::count_cut_through`]): departures never go back in time.
-    #[inline]
+    #[inline(never)]
     pub fn stamp_departures(&mut self, frames: &mut [PacketBuf]) {
         let mut t = self.link_free;
         for p in frames {
