@@ -243,6 +243,9 @@ pub struct Pipeline {
     scratch: Option<Box<Scratch>>,
     /// Meters, by id.
     meters: std::collections::HashMap<u32, crate::qos::Meter>,
+    /// QoS ports may send bursts without passing them through the queues
+    /// when that changes nothing (off only in tests, to compare).
+    cut_through: bool,
     /// Running on a live clock (see [`Pipeline::set_live`]).
     live: bool,
     /// Timed-out rules fell off the removal log since it was last drained.
@@ -304,6 +307,7 @@ impl Pipeline {
             timer_due: Timestamp(0),
             scratch: Some(Box::default()),
             meters: std::collections::HashMap::new(),
+            cut_through: true,
             live: false,
             removed_lost: false,
             unknown_port: 0,
@@ -393,7 +397,7 @@ impl Pipeline {
             ingress_prio: false,
             remark: false,
         };
-        let extra = Self::apply_qos(&mut state, self.live);
+        let extra = Self::apply_qos(&mut state, self.live, self.opts.egress_limit);
         match buffers {
             Some(bs) => bs.into_iter().for_each(|b| self.pool.put(b)),
             None => (0..extra).for_each(|_| self.pool.put(PacketBuf::new())),
@@ -444,8 +448,9 @@ impl Pipeline {
     }
 
     /// Sets up a port's QoS state from its configuration; returns how many
-    /// more buffers its queues may hold.
-    fn apply_qos(ps: &mut PortState, live: bool) -> usize {
+    /// more buffers its queues may hold. `cap`: room to keep in the egress
+    /// and transmit lists (they trade places, so both get it).
+    fn apply_qos(ps: &mut PortState, live: bool, cap: usize) -> usize {
         let old = ps.qos.take();
         // Frames already released or queued go first, in that order, then
         // what waits to be queued: the next flush sends or queues them
@@ -453,11 +458,18 @@ impl Pipeline {
         let mut pending = std::mem::take(&mut ps.txq);
         let mut old_stats = None;
         if let Some(mut o) = old {
-            pending.extend(o.drain_all());
+            let back = o.drain_all();
+            // They join the new queues as if new: count them once.
+            for b in pending.iter().chain(back.iter()) {
+                let s = &mut o.stats[o.classify(b)];
+                s.enqueued = s.enqueued.saturating_sub(1);
+            }
+            pending.extend(back);
             old_stats = Some(o.stats);
         }
         pending.append(&mut ps.egress);
         ps.egress = pending;
+        ps.egress.reserve(cap.saturating_sub(ps.egress.len()));
         match &ps.cfg.qos {
             None => {
                 ps.police = None;
@@ -477,7 +489,7 @@ impl Pipeline {
                 if let Some(s) = old_stats {
                     q.stats = s;
                 }
-                ps.txq.reserve(BURST);
+                ps.txq.reserve(cap.max(SORT_MAX));
                 let n = c.buffers();
                 ps.qos = Some(Box::new(q));
                 n
@@ -501,7 +513,7 @@ impl Pipeline {
         };
         let before = ps.cfg.qos.as_ref().map_or(0, |q| q.buffers());
         ps.cfg.qos = qos;
-        let after = Self::apply_qos(ps, self.live);
+        let after = Self::apply_qos(ps, self.live, self.opts.egress_limit);
         for b in buffers {
             self.pool.put(b);
         }
@@ -1785,7 +1797,13 @@ impl Pipeline {
         // through the rings. When a queue could not hold its share, they
         // take the queue path, which drops what does not fit.
         let n = ps.egress.len();
-        if n > 0 && n <= SORT_MAX && q.is_empty() && q.untimed() && ps.txq.is_empty() {
+        if self.cut_through
+            && n > 0
+            && n <= SORT_MAX
+            && q.is_empty()
+            && q.untimed()
+            && ps.txq.is_empty()
+        {
             let mut cls = [0u8; SORT_MAX];
             let mut count = [0u16; crate::qos::N_QUEUES];
             let mut bytes = [0u64; crate::qos::N_QUEUES];
@@ -1799,7 +1817,14 @@ impl Pipeline {
             let single = count[first] as usize == n;
             let fits = n <= q.min_depth()
                 || (0..crate::qos::N_QUEUES).all(|c| count[c] as usize <= q.depth(c));
-            if fits && (single || q.strict_untimed()) {
+            // A weighted class may cut through as one burst the scheduler
+            // would release whole, leaving the round robin as it would.
+            let ok = if single {
+                q.is_strict(first) || n <= BURST
+            } else {
+                q.strict_untimed()
+            };
+            if fits && ok {
                 if !single {
                     // Highest class first, by a stable counting sort: the
                     // frames are gathered in that order into the (empty)
@@ -1839,27 +1864,45 @@ impl Pipeline {
                     std::mem::swap(&mut ps.egress, &mut ps.txq);
                 }
                 q.stamp_departures(&mut ps.egress);
-                let before = (ps.stats.tx_packets, ps.stats.tx_bytes);
-                let r = self.flush_plain(idx, port);
-                let Some(ps) = self.ports.get_mut(idx as usize) else {
-                    return r;
-                };
-                let Some(q) = ps.qos.as_mut() else {
-                    return r;
-                };
+                // Sent in bursts, as the scheduler would release them.
+                let mut sent = 0;
+                let mut result = Ok(());
+                while sent < n {
+                    let chunk = (n - sent).min(BURST);
+                    match port.tx_burst(&ps.egress[sent..sent + chunk]) {
+                        Ok(k) => {
+                            let k = k.min(chunk);
+                            sent += k;
+                            if k < chunk {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                let mut sent_bytes = 0u64;
+                for b in ps.egress.drain(..sent) {
+                    sent_bytes += b.len() as u64;
+                    self.pool.put(b);
+                }
+                ps.stats.tx_packets += sent as u64;
+                ps.stats.tx_bytes += sent_bytes;
                 // The device took a prefix, in class order: credit each
                 // class with its part of it.
-                let mut sent = ps.stats.tx_packets - before.0;
-                let mut sent_bytes = ps.stats.tx_bytes - before.1;
+                let mut left = sent as u64;
                 if single {
-                    q.count_cut_through(first, sent, sent_bytes);
-                    sent = 0;
+                    q.count_cut_through(first, left, sent_bytes);
+                    q.drained(first);
+                    left = 0;
                 }
                 for c in (0..crate::qos::N_QUEUES).rev() {
-                    if sent == 0 {
+                    if left == 0 {
                         break;
                     }
-                    let k = u64::from(count[c]).min(sent);
+                    let k = u64::from(count[c]).min(left);
                     if k == 0 {
                         continue;
                     }
@@ -1869,17 +1912,30 @@ impl Pipeline {
                         sent_bytes
                     };
                     q.count_cut_through(c, k, b);
-                    sent -= k;
+                    left -= k;
                     sent_bytes = sent_bytes.saturating_sub(b);
                 }
-                // What the device did not take waits in its queue.
+                // The rest of the burst the device was offered waits in its
+                // backlog (or, after an error, is lost), as if released by
+                // the scheduler; what it was never offered waits in its
+                // queue.
+                let offered = (BURST - sent % BURST).min(ps.egress.len());
+                for b in ps.egress.drain(..offered) {
+                    q.count_enqueued(q.classify(&b));
+                    if result.is_ok() {
+                        ps.txq.push(b);
+                    } else {
+                        ps.stats.drops.add(DropReason::TxError, 1);
+                        self.pool.put(b);
+                    }
+                }
                 for b in ps.egress.drain(..) {
                     if let Err(b) = q.enqueue(b) {
                         ps.stats.drops.add(DropReason::QueueFull, 1);
                         self.pool.put(b);
                     }
                 }
-                return r;
+                return result.map(|()| sent);
             }
         }
         for b in ps.egress.drain(..) {
@@ -2495,13 +2551,16 @@ mod tests {
         let q = r.p.queue_stats(1).expect("qos");
         assert_eq!((q[6].enqueued, q[6].tx_packets), (2, 2));
         assert_eq!((q[4].enqueued, q[4].tx_packets), (1, 1));
-        assert_eq!((q[1].enqueued, q[1].tx_packets, q[1].depth), (2, 0, 2));
-        // The device takes everything again: what waited goes first, in
-        // order, then the next burst; three PCP 2 frames overflow a queue
+        // The two PCP 0 frames were released with the rest: they wait in
+        // the device's backlog, not in their queue, and are not sent yet.
+        assert_eq!((q[1].enqueued, q[1].tx_packets, q[1].depth), (2, 0, 0));
+        assert_eq!(r.p.egress_len(1), 2);
+        // The device takes everything again: its backlog goes first, then
+        // the next burst by priority; three PCP 2 frames overflow a queue
         // of two, and one is dropped and counted.
         r.ports[1].tx_limit = usize::MAX;
         send(&mut r, &[2, 2, 2, 7], 200);
-        assert_eq!(sent(&mut r), vec![(7, 3), (2, 0), (2, 1), (0, 0), (0, 2)]);
+        assert_eq!(sent(&mut r), vec![(0, 0), (0, 2), (7, 3), (2, 0), (2, 1)]);
         let q = r.p.queue_stats(1).expect("qos");
         assert_eq!((q[1].tx_packets, q[1].depth), (2, 0));
         assert_eq!((q[2].enqueued, q[2].tx_packets, q[2].dropped), (2, 2, 1));
@@ -2521,22 +2580,166 @@ mod tests {
             q.iter().map(|s| s.tx_packets).sum::<u64>(),
             q.iter().map(|s| s.enqueued).sum::<u64>()
         );
-        // A frame the scheduler released counts as sent only once the
-        // device takes it.
+        // Through the queues: a frame the scheduler released counts as
+        // sent only once the device takes it.
         r.ports[1].tx_limit = 1;
-        send(&mut r, &[0, 6], 400);
+        send(&mut r, &[0, 6], 400); // 6 goes; 0 waits in the backlog
         assert_eq!(sent(&mut r), vec![(6, 1)]);
-        send(&mut r, &[5], 500);
-        assert_eq!(sent(&mut r), vec![(5, 0)]);
+        send(&mut r, &[5, 4], 500); // the backlog, then 5; 4 waits
+        assert_eq!(sent(&mut r), vec![(0, 0), (5, 0)]);
         let tx = |r: &Rig| r.p.queue_stats(1).expect("qos").map(|s| s.tx_packets);
         let before = tx(&r);
-        assert_eq!(r.p.egress_len(1), 1, "PCP 0 waits for the device");
+        assert_eq!(r.p.egress_len(1), 1, "PCP 4 waits for the device");
         r.ports[1].tx_limit = usize::MAX;
         r.p.flush_port(1, &mut r.ports[1]).expect("flush");
-        assert_eq!(sent(&mut r), vec![(0, 0)]);
+        assert_eq!(sent(&mut r), vec![(4, 1)]);
         let after = tx(&r);
-        assert_eq!(after[1], before[1] + 1);
+        assert_eq!(after[4], before[4] + 1);
         assert_eq!(after.iter().sum::<u64>(), before.iter().sum::<u64>() + 1);
+    }
+
+    /// What a QoS port sent in each step, and all its counters after it.
+    type Seen = Vec<(
+        Vec<(u8, u8, u64)>,
+        [crate::qos::QueueStats; crate::qos::N_QUEUES],
+        (u64, u64, u64, u64),
+    )>;
+
+    /// Runs `steps` (frames by PCP, then what the device takes per call)
+    /// through port 2 with `qos`, with or without cut-through.
+    fn run_qos_steps(
+        qos: &crate::qos::QosConfig,
+        steps: &[(Vec<u8>, usize)],
+        cut_through: bool,
+    ) -> Seen {
+        let mut cfgs = ports3();
+        cfgs[1].qos = Some(qos.clone());
+        let mut r = Rig::new(cfgs, &["in_port=1,actions=output:2"]);
+        r.p.cut_through = cut_through;
+        let mut seen = Vec::new();
+        let mut seq = 0u8;
+        for (k, (pcps, limit)) in steps.iter().enumerate() {
+            // Several batches may be switched before a port is flushed.
+            for chunk in pcps.chunks(BURST) {
+                r.batch.clear();
+                for p in chunk {
+                    let mut f = frame(B, A, Some((5, *p as u16)), 0x0800);
+                    f[30] = seq;
+                    seq = seq.wrapping_add(1);
+                    // Arrivals jitter, as captures' clocks may.
+                    let ts = Timestamp(1000 * k as u64 + (seq as u64 * 7) % 13);
+                    r.batch
+                        .push_frame(&f, crate::packet::PacketMeta::new(0, ts));
+                }
+                r.p.process(&mut r.batch, &mut NoTrace);
+            }
+            r.ports[1].tx_limit = *limit;
+            let _ = r.p.flush_port(1, &mut r.ports[1]);
+            let sent = r.ports[1]
+                .take_sent()
+                .into_iter()
+                .map(|(m, f)| (f[14] >> 5, f[30], m.ts.0))
+                .collect();
+            let ps = r.p.port_stats(1).expect("port");
+            seen.push((
+                sent,
+                r.p.queue_stats(1).expect("qos"),
+                (
+                    ps.tx_packets,
+                    ps.tx_bytes,
+                    ps.drops.get(DropReason::QueueFull),
+                    r.p.egress_len(1) as u64,
+                ),
+            ));
+        }
+        seen
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// Cut-through is an optimisation only: with any scheduler, queue
+        /// depths, bursts and device pushback, a port sends the same frames
+        /// in the same order at the same times, with the same counters, as
+        /// when every frame goes through the queues.
+        #[test]
+        fn cut_through_changes_nothing(
+            sched in 0u8..3,
+            strict in 1u8..8,
+            weights in proptest::collection::vec(1u32..5, 8),
+            depths in proptest::collection::vec(
+                proptest::prop_oneof![3 => 1usize..12, 1 => 30usize..80],
+                8,
+            ),
+            steps in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        // Mixed bursts.
+                        proptest::collection::vec(
+                            proptest::prop_oneof![3 => 0u8..8, 1 => proptest::strategy::Just(5u8)],
+                            0..150,
+                        ),
+                        // Long bursts of one class.
+                        proptest::strategy::Strategy::prop_map((0u8..8, 1usize..70), |(p, n)| vec![p; n]),
+                    ],
+                    proptest::prop_oneof![2 => proptest::strategy::Just(usize::MAX), 1 => 0usize..6],
+                ),
+                1..12,
+            ),
+        ) {
+            let mut qos = crate::qos::QosConfig::default();
+            qos.scheduler = match sched {
+                0 => crate::qos::Scheduler::Strict,
+                1 => crate::qos::Scheduler::Drr,
+                _ => crate::qos::Scheduler::Ets { strict },
+            };
+            for q in 0..8 {
+                qos.weights[q] = weights[q];
+                qos.queues[q].depth = depths[q];
+            }
+            let with = run_qos_steps(&qos, &steps, true);
+            let without = run_qos_steps(&qos, &steps, false);
+            for (k, (a, b)) in with.iter().zip(&without).enumerate() {
+                proptest::prop_assert_eq!(a, b, "step {}", k);
+            }
+        }
+    }
+
+    #[test]
+    fn changing_qos_counts_waiting_frames_once() {
+        let mut cfgs = ports3();
+        cfgs[1].qos = Some(crate::qos::QosConfig::default());
+        let mut r = Rig::new(cfgs, &["in_port=1,actions=output:2"]);
+        r.ports[1].tx_limit = 1;
+        r.batch.clear();
+        for p in [0u16, 3, 5, 7, 3, 0] {
+            r.batch.push_frame(
+                &frame(B, A, Some((5, p)), 0x0800),
+                crate::packet::PacketMeta::new(0, Timestamp(1)),
+            );
+        }
+        r.p.process(&mut r.batch, &mut NoTrace);
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        // One queued frame stays queued: the device's backlog is full.
+        r.ports[1].tx_limit = 0;
+        r.batch.clear();
+        r.batch.push_frame(
+            &frame(B, A, Some((5, 2)), 0x0800),
+            crate::packet::PacketMeta::new(0, Timestamp(2)),
+        );
+        r.p.process(&mut r.batch, &mut NoTrace);
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        let mut qos = crate::qos::QosConfig::default();
+        qos.scheduler = crate::qos::Scheduler::Drr;
+        let spare = r.p.set_port_qos(1, Some(qos), Vec::new());
+        assert!(spare.is_empty());
+        r.ports[1].tx_limit = usize::MAX;
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        assert_eq!(r.ports[1].take_sent().len(), 7);
+        let q = r.p.queue_stats(1).expect("qos");
+        let sum = |f: fn(&crate::qos::QueueStats) -> u64| q.iter().map(f).sum::<u64>();
+        assert_eq!(sum(|s| s.enqueued), 7, "{q:?}");
+        assert_eq!(sum(|s| s.tx_packets), 7, "{q:?}");
+        assert_eq!(sum(|s| s.depth), 0);
     }
 
     #[test]

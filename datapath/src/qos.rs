@@ -458,6 +458,31 @@ impl EgressQos {
         self.count_sent(q, packets, bytes);
     }
 
+    /// Counts a frame that joined queue `q` and was released at once (it
+    /// waits in the device's backlog, or was lost with it).
+    #[inline]
+    pub fn count_enqueued(&mut self, q: usize) {
+        self.stats[q & (N_QUEUES - 1)].enqueued += 1;
+    }
+
+    /// True when queue `q` is served by strict priority.
+    #[inline]
+    pub fn is_strict(&self, q: usize) -> bool {
+        q >= self.strict_from
+    }
+
+    /// Queue `q`, alone, was served until empty outside the queues (see
+    /// [`EgressQos::count_cut_through`]): the round robin moves on from it
+    /// as it would have.
+    #[inline]
+    pub fn drained(&mut self, q: usize) {
+        if q < self.strict_from {
+            self.deficit[q] = 0;
+            self.drr_at = (q + 1) % self.strict_from;
+            self.drr_fresh = true;
+        }
+    }
+
     /// Counts frames of queue `q` the device took. (The scheduler releases
     /// frames to the device's backlog; they count as sent only once the
     /// device accepts them.)

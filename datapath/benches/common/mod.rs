@@ -4,7 +4,7 @@
 
 use etherparse::PacketBuilder;
 
-use xsw_datapath::clock::{Clock, SystemClock, Timestamp};
+use xsw_datapath::clock::{Clock, ManualClock, SystemClock, Timestamp};
 use xsw_datapath::flow::{parse_flow, Rule};
 use xsw_datapath::packet::{Batch, PacketMeta, BURST};
 use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
@@ -39,6 +39,10 @@ pub struct Bench {
     /// Ingress port index per frame (for NORMAL, frames arrive where their source lives).
     pub rx_port_of: Option<Vec<u16>>,
     n: usize,
+    /// A simulated clock and its step per burst, in place of the system's
+    /// (for instruction counts that do not depend on how slowly the
+    /// program runs: time-based caches behave as at full speed).
+    pub simulated: Option<(ManualClock, u64)>,
 }
 
 impl Bench {
@@ -79,13 +83,20 @@ impl Bench {
             batch: Batch::new(BURST),
             clock: SystemClock,
             rx_port_of: None,
+            simulated: None,
         }
     }
 
     #[inline(never)]
     pub fn burst(&mut self, pos: &mut usize) {
         self.batch.clear();
-        let _ = self.rx.rx_burst(&mut self.batch, 0, &self.clock);
+        let _ = match &self.simulated {
+            Some((c, step)) => {
+                c.set(Timestamp(c.now().0 + step));
+                self.rx.rx_burst(&mut self.batch, 0, c)
+            }
+            None => self.rx.rx_burst(&mut self.batch, 0, &self.clock),
+        };
         if let Some(map) = &self.rx_port_of {
             for f in self.batch.frames_mut() {
                 f.meta.port = map[*pos];
