@@ -2602,14 +2602,15 @@ mod tests {
     type Seen = Vec<(
         Vec<(u8, u8, u64)>,
         [crate::qos::QueueStats; crate::qos::N_QUEUES],
-        (u64, u64, u64, u64),
+        (u64, u64, u64, u64, u64),
     )>;
 
-    /// Runs `steps` (frames by PCP, then what the device takes per call)
-    /// through port 2 with `qos`, with or without cut-through.
+    /// Runs `steps` (frames by PCP, what the device takes per call, and
+    /// whether it fails) through port 2 with `qos`, with or without
+    /// cut-through.
     fn run_qos_steps(
         qos: &crate::qos::QosConfig,
-        steps: &[(Vec<u8>, usize)],
+        steps: &[(Vec<u8>, usize, bool)],
         cut_through: bool,
     ) -> Seen {
         let mut cfgs = ports3();
@@ -2618,7 +2619,7 @@ mod tests {
         r.p.cut_through = cut_through;
         let mut seen = Vec::new();
         let mut seq = 0u8;
-        for (k, (pcps, limit)) in steps.iter().enumerate() {
+        for (k, (pcps, limit, fail)) in steps.iter().enumerate() {
             // Several batches may be switched before a port is flushed.
             for chunk in pcps.chunks(BURST) {
                 r.batch.clear();
@@ -2634,6 +2635,7 @@ mod tests {
                 r.p.process(&mut r.batch, &mut NoTrace);
             }
             r.ports[1].tx_limit = *limit;
+            r.ports[1].tx_fail = *fail;
             let _ = r.p.flush_port(1, &mut r.ports[1]);
             let sent = r.ports[1]
                 .take_sent()
@@ -2648,6 +2650,7 @@ mod tests {
                     ps.tx_packets,
                     ps.tx_bytes,
                     ps.drops.get(DropReason::QueueFull),
+                    ps.drops.get(DropReason::TxError),
                     r.p.egress_len(1) as u64,
                 ),
             ));
@@ -2682,6 +2685,7 @@ mod tests {
                         proptest::strategy::Strategy::prop_map((0u8..8, 1usize..70), |(p, n)| vec![p; n]),
                     ],
                     proptest::prop_oneof![2 => proptest::strategy::Just(usize::MAX), 1 => 0usize..6],
+                    proptest::prop_oneof![7 => proptest::strategy::Just(false), 1 => proptest::strategy::Just(true)],
                 ),
                 1..12,
             ),

@@ -31,6 +31,8 @@ pub struct MemoryPort {
     pub tx_bytes: u64,
     /// Most frames accepted per `tx_burst` call (to test back-pressure).
     pub tx_limit: usize,
+    /// `tx_burst` fails, as when the device is gone (to test errors).
+    pub tx_fail: bool,
 }
 
 impl MemoryPort {
@@ -46,6 +48,7 @@ impl MemoryPort {
             tx_packets: 0,
             tx_bytes: 0,
             tx_limit: usize::MAX,
+            tx_fail: false,
         }
     }
 
@@ -111,6 +114,9 @@ impl Port for MemoryPort {
     }
 
     fn tx_burst(&mut self, frames: &[PacketBuf]) -> Result<usize, PortError> {
+        if self.tx_fail {
+            return Err(PortError::Gone);
+        }
         let n = frames.len().min(self.tx_limit);
         for f in &frames[..n] {
             self.tx_packets += 1;
