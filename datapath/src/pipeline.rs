@@ -2513,8 +2513,12 @@ mod tests {
             crate::packet::PacketMeta::new(0, Timestamp::from_secs(1)),
         );
         r.p.process(&mut r.batch, &mut log);
-        let text = format!("{log:?}");
-        assert!(text.contains("Skip { reason: Meter }"), "{text}");
+        let text = crate::trace::render(&log.events, &|p| format!("p{}", p + 1));
+        assert!(
+            text.contains("meter: over its rate; the actions after it do not run"),
+            "{text}"
+        );
+        assert_eq!(crate::trace::delivered(&log.events), vec![2]);
     }
 
     #[test]

@@ -325,6 +325,9 @@ pub fn render(events: &[TraceEvent], port_name: &dyn Fn(u16) -> String) -> Strin
                     port_name(*port)
                 )
             }
+            TraceEvent::Skip {
+                reason: DropReason::Meter,
+            } => "    (meter: over its rate; the actions after it do not run)".to_string(),
             TraceEvent::Skip { reason } => format!("    (no output: {})", reason.name()),
             TraceEvent::EgressDrop { port, reason } => {
                 format!(
