@@ -158,11 +158,11 @@ impl Server {
         self.model.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the model to the state directory.
-    fn save(&self, m: &Model) -> Result<(), ErrorBody> {
+    /// Writes `bridges` to the state directory (when the daemon keeps one).
+    fn save(&self, bridges: &[BridgeSpec]) -> Result<(), ErrorBody> {
         match &self.store {
             Some(s) => s
-                .save(&m.bridges)
+                .save(bridges)
                 .map_err(|e| internal(format!("could not save the state: {e}"))),
             None => Ok(()),
         }
@@ -171,7 +171,7 @@ impl Server {
     /// Saves the current model (at start, so the state directory holds what runs).
     pub fn save_now(&self) -> Result<(), ErrorBody> {
         let m = self.lock();
-        self.save(&m)
+        self.save(&m.bridges)
     }
 
     fn call(&self, op: Op) -> Result<Reply, ErrorBody> {
@@ -359,12 +359,9 @@ impl Server {
         let tables = bridge.tables().clone();
         let mut next = m.bridges.clone();
         next.push(spec.clone());
-        if let Some(s) = &self.store {
-            s.save(&next)
-                .map_err(|e| internal(format!("could not save the state: {e}")))?;
-        }
+        self.save(&next)?;
         if let Err(e) = self.call(Op::AddBridge(Box::new(bridge))) {
-            let _ = self.save(&m);
+            let _ = self.save(&m.bridges);
             return Err(e);
         }
         m.bridges.push(spec);
@@ -381,10 +378,7 @@ impl Server {
             .filter(|b| b.name != name)
             .cloned()
             .collect();
-        if let Some(s) = &self.store {
-            s.save(&next)
-                .map_err(|e| internal(format!("could not save the state: {e}")))?;
-        }
+        self.save(&next)?;
         // The bridge comes back as garbage: its ports close here.
         let r = self.call(Op::DelBridge {
             bridge: name.to_string(),
@@ -433,10 +427,7 @@ impl Server {
         if let Some(nb) = next.iter_mut().find(|x| x.name == bridge) {
             nb.ports.push(port.clone());
         }
-        if let Some(s) = &self.store {
-            s.save(&next)
-                .map_err(|e| internal(format!("could not save the state: {e}")))?;
-        }
+        self.save(&next)?;
         let r = self.call(Op::AddPort {
             bridge: bridge.to_string(),
             cfg: Box::new(def.cfg.clone()),
@@ -444,7 +435,7 @@ impl Server {
             buffers: qos_buffers(&def.cfg, None),
         });
         if let Err(e) = r {
-            let _ = self.save(&m);
+            let _ = self.save(&m.bridges);
             return Err(e);
         }
         m.bridges = next;
@@ -476,10 +467,7 @@ impl Server {
         {
             *p = port;
         }
-        if let Some(s) = &self.store {
-            s.save(&next)
-                .map_err(|e| internal(format!("could not save the state: {e}")))?;
-        }
+        self.save(&next)?;
         let absent = m
             .absent
             .contains_key(&(bridge.to_string(), name.to_string()));
@@ -490,7 +478,7 @@ impl Server {
                 qos: def.cfg.qos.clone().map(Box::new),
                 buffers,
             }) {
-                let _ = self.save(&m);
+                let _ = self.save(&m.bridges);
                 return Err(e);
             }
         }
@@ -511,16 +499,13 @@ impl Server {
             b.meters.push(meter);
             b.meters.sort_by_key(|x| x.id);
         }
-        if let Some(s) = &self.store {
-            s.save(&next)
-                .map_err(|e| internal(format!("could not save the state: {e}")))?;
-        }
+        self.save(&next)?;
         if let Err(e) = self.call(Op::SetMeter {
             bridge: bridge.to_string(),
             id,
             meter: Some((rate, burst)),
         }) {
-            let _ = self.save(&m);
+            let _ = self.save(&m.bridges);
             return Err(e);
         }
         m.bridges = next;
@@ -556,16 +541,13 @@ impl Server {
         if let Some(b) = next.iter_mut().find(|x| x.name == bridge) {
             b.meters.retain(|x| x.id != id);
         }
-        if let Some(s) = &self.store {
-            s.save(&next)
-                .map_err(|e| internal(format!("could not save the state: {e}")))?;
-        }
+        self.save(&next)?;
         if let Err(e) = self.call(Op::SetMeter {
             bridge: bridge.to_string(),
             id,
             meter: None,
         }) {
-            let _ = self.save(&m);
+            let _ = self.save(&m.bridges);
             return Err(e);
         }
         m.bridges = next;
@@ -585,10 +567,7 @@ impl Server {
         if let Some(nb) = next.iter_mut().find(|x| x.name == bridge) {
             nb.ports.retain(|p| p.name != name);
         }
-        if let Some(s) = &self.store {
-            s.save(&next)
-                .map_err(|e| internal(format!("could not save the state: {e}")))?;
-        }
+        self.save(&next)?;
         let key = (bridge.to_string(), name.to_string());
         if !m.absent.contains_key(&key) {
             // Its device comes back as garbage and closes here.
@@ -598,7 +577,7 @@ impl Server {
             }) {
                 Ok(r) => drop(r),
                 Err(e) => {
-                    let _ = self.save(&m);
+                    let _ = self.save(&m.bridges);
                     return Err(e);
                 }
             }
@@ -631,7 +610,7 @@ impl Server {
     /// Saves a change that is already in effect; if that fails, says so
     /// (the change stands; the next successful save records it).
     fn save_applied(&self, m: &Model) -> Result<(), ErrorBody> {
-        self.save(m).map_err(|e| {
+        self.save(&m.bridges).map_err(|e| {
             ErrorBody::new(
                 Code::Internal,
                 format!("the change is in effect but was not saved: {}", e.message),
@@ -692,7 +671,7 @@ impl Server {
         }
         if changed {
             m.refresh_flows();
-            if let Err(e) = self.save(&m) {
+            if let Err(e) = self.save(&m.bridges) {
                 tracing::warn!("{e}");
             }
         }

@@ -45,12 +45,6 @@ ofport = 2
 interface = "pb"
 "#;
 
-fn sum(v: &[u8]) -> u64 {
-    v.iter().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ *b as u64).wrapping_mul(0x100000001b3)
-    })
-}
-
 #[test]
 fn ping_and_tcp_between_namespaces() {
     let _g = serial();
@@ -58,21 +52,8 @@ fn ping_and_tcp_between_namespaces() {
     let t = pair(1500, 2);
     let x = Xswd::start(&t.s, TWO_PORTS, None);
     let (ok, out) = t.a.ping("198.18.1.2", 5, &[]);
-    assert!(
-        ok,
-        "ping through xsw failed:\n{out}\n{}",
-        x.log.lock().map(|l| l.clone()).unwrap_or_default()
-    );
-    let payload = data(8 << 20, 1);
-    let want = sum(&payload);
-    let got = tcp_transfer(
-        &t.a,
-        &t.b,
-        "198.18.1.2:5001".parse().expect("addr"),
-        payload,
-    );
-    assert_eq!(got.len(), 8 << 20);
-    assert_eq!(sum(&got), want, "TCP payload arrived changed");
+    assert!(ok, "ping through xsw failed:\n{out}\n{}", x.log_text());
+    tcp_check(&t.a, &t.b, "198.18.1.2:5001", 8 << 20, 1);
     let pa = x.port(0, "a");
     assert!(
         pa["stats"]["rx_packets"].as_u64().unwrap_or(0) > 1000,
@@ -165,7 +146,7 @@ trunks = [10, 20]
         assert!(
             got.is_some(),
             "the trunk carries VLAN {vid}: no tagged ARP reply from {name}\n{}",
-            x.log.lock().map(|l| l.clone()).unwrap_or_default()
+            x.log_text()
         );
     }
     // Asking for b1 in VLAN 10 gets nothing: VLANs stay apart on the trunk too.
@@ -204,17 +185,9 @@ fn jumbo_frames_end_to_end() {
     assert!(
         ok,
         "9000-byte ping with DF failed:\n{out}\n{}",
-        x.log.lock().map(|l| l.clone()).unwrap_or_default()
+        x.log_text()
     );
-    let payload = data(16 << 20, 2);
-    let want = sum(&payload);
-    let got = tcp_transfer(
-        &t.a,
-        &t.b,
-        "198.18.1.2:5002".parse().expect("addr"),
-        payload,
-    );
-    assert_eq!(sum(&got), want, "TCP payload arrived changed");
+    tcp_check(&t.a, &t.b, "198.18.1.2:5002", 16 << 20, 2);
     let pa = x.port(0, "a");
     let pkts = pa["stats"]["rx_packets"].as_u64().unwrap_or(1);
     let bytes = pa["stats"]["rx_bytes"].as_u64().unwrap_or(0);
@@ -321,12 +294,7 @@ interface = "pb"
             }
         }
     }
-    let b_mac = b_mac.unwrap_or_else(|| {
-        panic!(
-            "no ARP reply through xsw\n{}",
-            x.log.lock().map(|l| l.clone()).unwrap_or_default()
-        )
-    });
+    let b_mac = b_mac.unwrap_or_else(|| panic!("no ARP reply through xsw\n{}", x.log_text()));
     // ICMP echo to B; expect the reply.
     let mut ip = vec![0x45u8, 0, 0, 28 + 8, 0, 1, 0, 0, 64, 1, 0, 0];
     ip.extend_from_slice(&vm_ip);
@@ -481,7 +449,7 @@ fn removing_a_port_leaves_the_others_forwarding() {
     std::thread::sleep(Duration::from_millis(1500));
     let pc = x.port(0, "c");
     assert_eq!(pc["up"], false, "{pc}");
-    let log = x.log.lock().map(|l| l.clone()).unwrap_or_default();
+    let log = x.log_text();
     assert!(log.contains("port c failed"), "{log}");
 }
 
@@ -496,7 +464,7 @@ fn an_internal_port_gives_the_host_an_address_on_the_bridge() {
     assert!(
         ok,
         "host address on the internal port:\n{out}\n{}",
-        x.log.lock().map(|l| l.clone()).unwrap_or_default()
+        x.log_text()
     );
 }
 

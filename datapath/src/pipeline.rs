@@ -1865,24 +1865,7 @@ impl Pipeline {
                 }
                 q.stamp_departures(&mut ps.egress);
                 // Sent in bursts, as the scheduler would release them.
-                let mut sent = 0;
-                let mut result = Ok(());
-                while sent < n {
-                    let chunk = (n - sent).min(BURST);
-                    match port.tx_burst(&ps.egress[sent..sent + chunk]) {
-                        Ok(k) => {
-                            let k = k.min(chunk);
-                            sent += k;
-                            if k < chunk {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            result = Err(e);
-                            break;
-                        }
-                    }
-                }
+                let (sent, result) = send_bursts(port, &ps.egress);
                 let mut sent_bytes = 0u64;
                 for b in ps.egress.drain(..sent) {
                     sent_bytes += b.len() as u64;
@@ -1980,25 +1963,7 @@ impl Pipeline {
         let Some(ps) = self.ports.get_mut(idx as usize) else {
             return Ok(0);
         };
-        let total = ps.egress.len();
-        let mut sent = 0;
-        let mut result = Ok(());
-        while sent < total {
-            let chunk = (total - sent).min(BURST);
-            match port.tx_burst(&ps.egress[sent..sent + chunk]) {
-                Ok(n) => {
-                    let n = n.min(chunk);
-                    sent += n;
-                    if n < chunk {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+        let (sent, result) = send_bursts(port, &ps.egress);
         ps.stats.tx_packets += sent as u64;
         for b in ps.egress.drain(..sent) {
             ps.stats.tx_bytes += b.len() as u64;
@@ -2020,6 +1985,27 @@ impl Pipeline {
     pub fn rule_rank(&self, id: u32) -> Option<Rank> {
         self.tables.get(id).map(|r| r.rank)
     }
+}
+
+/// Offers `frames` to `port` in bursts of at most [`BURST`] until it takes
+/// less than a whole burst or fails; returns how many it took (a prefix)
+/// and the error, if any.
+fn send_bursts(port: &mut dyn Port, frames: &[PacketBuf]) -> (usize, Result<(), PortError>) {
+    let mut sent = 0;
+    while sent < frames.len() {
+        let chunk = (frames.len() - sent).min(BURST);
+        match port.tx_burst(&frames[sent..sent + chunk]) {
+            Ok(k) => {
+                let k = k.min(chunk);
+                sent += k;
+                if k < chunk {
+                    break;
+                }
+            }
+            Err(e) => return (sent, Err(e)),
+        }
+    }
+    (sent, Ok(()))
 }
 
 /// Formats a rule like `ovs-ofctl dump-flows` does, counters included.

@@ -180,6 +180,11 @@ pub struct Xswd {
 }
 
 impl Xswd {
+    /// What the daemon has logged so far (for failure messages).
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// Starts xswd in `ns` with `config`; waits for "ready".
     pub fn start(ns: &Netns, config: &str, flows: Option<&str>) -> Xswd {
         let dir = Self::fresh_dir(ns);
@@ -318,7 +323,7 @@ impl Xswd {
             }
         }
         std::thread::sleep(Duration::from_millis(100));
-        self.log.lock().map(|g| g.clone()).unwrap_or_default()
+        self.log_text()
     }
 
     /// The latest stats report (waits for a fresh one).
@@ -541,6 +546,15 @@ pub fn tcp_transfer(a: &Netns, b: &Netns, addr: SocketAddr, payload: Vec<u8>) ->
     });
     client.join().expect("client");
     server.join().expect("server")
+}
+
+/// Sends `n` bytes of test data (from `seed`) over TCP from `a` to `addr`
+/// (a server in `b`) and asserts that they all arrive unchanged.
+pub fn tcp_check(a: &Netns, b: &Netns, addr: &str, n: usize, seed: u64) {
+    let want = data(n, seed);
+    let got = tcp_transfer(a, b, addr.parse().expect("addr"), want.clone());
+    assert_eq!(got.len(), n, "TCP bytes received");
+    assert!(got == want, "TCP payload arrived changed");
 }
 
 /// Sends `n` UDP datagrams from `a` to `addr` and counts what a receiver in
