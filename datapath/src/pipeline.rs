@@ -427,20 +427,14 @@ impl Pipeline {
     }
 
     /// Takes a port down (its device vanished) or back up. A port that is
-    /// down gets nothing: outputs to it are dropped as `port_down`, NORMAL
-    /// no longer floods to it, and what was learned on it is forgotten.
+    /// down gets nothing: outputs to it are dropped as `port_down` (so is
+    /// what waited to be sent), NORMAL no longer floods to it, and what was
+    /// learned on it is forgotten.
     pub fn set_port_down(&mut self, idx: u16, down: bool) {
         if let Some(p) = self.ports.get_mut(idx as usize) {
             p.down = down;
             if down {
-                for b in p.egress.drain(..).chain(p.txq.drain(..)) {
-                    self.pool.put(b);
-                }
-                if let Some(q) = p.qos.as_mut() {
-                    for b in q.drain_all() {
-                        self.pool.put(b);
-                    }
-                }
+                self.discard_egress(idx);
                 self.mac.flush_port(idx);
             }
         }
@@ -619,18 +613,14 @@ impl Pipeline {
     /// Drops what is queued for port `idx`, counting it as `port_down`.
     pub fn discard_egress(&mut self, idx: u16) {
         if let Some(p) = self.ports.get_mut(idx as usize) {
-            let mut n = 0;
-            for b in p.egress.drain(..).chain(p.txq.drain(..)) {
-                self.pool.put(b);
-                n += 1;
-            }
+            let mut n = p.egress.len() + p.txq.len();
+            retire(&mut self.pool, p.egress.drain(..).chain(p.txq.drain(..)));
             if let Some(q) = p.qos.as_mut() {
-                for b in q.drain_all() {
-                    self.pool.put(b);
-                    n += 1;
-                }
+                let queued = q.drain_all();
+                n += queued.len();
+                retire(&mut self.pool, queued.into_iter());
             }
-            p.stats.drops.add(DropReason::PortDown, n);
+            p.stats.drops.add(DropReason::PortDown, n as u64);
         }
     }
 
@@ -735,9 +725,7 @@ impl Pipeline {
         // What the dry run queued is thrown away uncounted; frames queued
         // before it stay.
         for (p, n) in self.ports.iter_mut().zip(before) {
-            for b in p.egress.drain(n.min(p.egress.len())..) {
-                self.pool.put(b);
-            }
+            retire(&mut self.pool, p.egress.drain(n.min(p.egress.len())..));
         }
         t.0.events
     }
@@ -1866,21 +1854,15 @@ impl Pipeline {
                 q.stamp_departures(&mut ps.egress);
                 // Sent in bursts, as the scheduler would release them.
                 let (sent, result) = send_bursts(port, &ps.egress);
-                let mut sent_bytes = 0u64;
-                for b in ps.egress.drain(..sent) {
-                    sent_bytes += b.len() as u64;
-                    self.pool.put(b);
-                }
+                let mut sent_bytes = retire(&mut self.pool, ps.egress.drain(..sent));
                 ps.stats.tx_packets += sent as u64;
                 ps.stats.tx_bytes += sent_bytes;
+                if single {
+                    q.drained(first);
+                }
                 // The device took a prefix, in class order: credit each
                 // class with its part of it.
                 let mut left = sent as u64;
-                if single {
-                    q.count_cut_through(first, left, sent_bytes);
-                    q.drained(first);
-                    left = 0;
-                }
                 for c in (0..crate::qos::N_QUEUES).rev() {
                     if left == 0 {
                         break;
@@ -1912,21 +1894,11 @@ impl Pipeline {
                         self.pool.put(b);
                     }
                 }
-                for b in ps.egress.drain(..) {
-                    if let Err(b) = q.enqueue(b) {
-                        ps.stats.drops.add(DropReason::QueueFull, 1);
-                        self.pool.put(b);
-                    }
-                }
+                enqueue_all(q, ps.egress.drain(..), &mut ps.stats, &mut self.pool);
                 return result.map(|()| sent);
             }
         }
-        for b in ps.egress.drain(..) {
-            if let Err(b) = q.enqueue(b) {
-                ps.stats.drops.add(DropReason::QueueFull, 1);
-                self.pool.put(b);
-            }
-        }
+        enqueue_all(q, ps.egress.drain(..), &mut ps.stats, &mut self.pool);
         let mut sent = 0;
         loop {
             if ps.txq.is_empty() && q.dequeue_burst(now, &mut ps.txq, BURST) == 0 {
@@ -1949,9 +1921,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     ps.stats.drops.add(DropReason::TxError, ps.txq.len() as u64);
-                    for b in ps.txq.drain(..) {
-                        self.pool.put(b);
-                    }
+                    retire(&mut self.pool, ps.txq.drain(..));
                     return Err(e);
                 }
             }
@@ -1965,17 +1935,12 @@ impl Pipeline {
         };
         let (sent, result) = send_bursts(port, &ps.egress);
         ps.stats.tx_packets += sent as u64;
-        for b in ps.egress.drain(..sent) {
-            ps.stats.tx_bytes += b.len() as u64;
-            self.pool.put(b);
-        }
+        ps.stats.tx_bytes += retire(&mut self.pool, ps.egress.drain(..sent));
         if let Err(e) = result {
             ps.stats
                 .drops
                 .add(DropReason::TxError, ps.egress.len() as u64);
-            for b in ps.egress.drain(..) {
-                self.pool.put(b);
-            }
+            retire(&mut self.pool, ps.egress.drain(..));
             return Err(e);
         }
         Ok(sent)
@@ -1984,6 +1949,31 @@ impl Pipeline {
     /// Rank of a rule (for ordering in reports).
     pub fn rule_rank(&self, id: u32) -> Option<Rank> {
         self.tables.get(id).map(|r| r.rank)
+    }
+}
+
+/// Returns `frames` to the pool; returns their bytes.
+fn retire(pool: &mut BufPool, frames: impl Iterator<Item = PacketBuf>) -> u64 {
+    let mut bytes = 0;
+    for b in frames {
+        bytes += b.len() as u64;
+        pool.put(b);
+    }
+    bytes
+}
+
+/// Puts `frames` in their queues; a full queue drops them (counted).
+fn enqueue_all(
+    q: &mut crate::qos::EgressQos,
+    frames: impl Iterator<Item = PacketBuf>,
+    stats: &mut PortStats,
+    pool: &mut BufPool,
+) {
+    for b in frames {
+        if let Err(b) = q.enqueue(b) {
+            stats.drops.add(DropReason::QueueFull, 1);
+            pool.put(b);
+        }
     }
 }
 
@@ -2696,6 +2686,28 @@ mod tests {
                 proptest::prop_assert_eq!(a, b, "step {}", k);
             }
         }
+    }
+
+    #[test]
+    fn frames_waiting_for_a_port_that_goes_down_are_counted() {
+        let mut cfgs = ports3();
+        cfgs[1].qos = Some(crate::qos::QosConfig::default());
+        let mut r = Rig::new(cfgs, &["in_port=1,actions=output:2"]);
+        r.ports[1].tx_limit = 0;
+        r.batch.clear();
+        for p in [0u16, 3, 5, 7, 3, 0] {
+            r.batch.push_frame(
+                &frame(B, A, Some((5, p)), 0x0800),
+                crate::packet::PacketMeta::new(0, Timestamp(1)),
+            );
+        }
+        r.p.process(&mut r.batch, &mut NoTrace);
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        assert_eq!(r.p.egress_len(1), 6);
+        r.p.set_port_down(1, true);
+        assert_eq!(r.p.egress_len(1), 0);
+        let drops = r.p.port_stats(1).expect("port").drops;
+        assert_eq!(drops.get(DropReason::PortDown), 6);
     }
 
     #[test]
