@@ -435,13 +435,13 @@ fn settings(args: &[String]) -> Result<Vec<(String, String)>> {
 }
 
 fn num_list<T: std::str::FromStr>(key: &str, v: &str) -> Result<Vec<T>> {
-    v.split(',')
-        .map(|x| {
-            x.trim()
-                .parse()
-                .map_err(|_| anyhow::anyhow!("{key}: `{x}` is not a number"))
-        })
-        .collect()
+    v.split(',').map(|x| num(key, x)).collect()
+}
+
+fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{key}: `{v}` is not a number"))
 }
 
 /// A QoS setting from `xsw port set ... qos KEY=VALUE...`.
@@ -456,10 +456,10 @@ fn qos_spec(args: &[String]) -> Result<Option<QosSpec>> {
             "rate" => q.rate = Some(v),
             "burst" => q.burst = Some(v),
             "scheduler" => q.scheduler = Some(v),
-            "strict_queues" => q.strict_queues = Some(num_list::<u8>(&k, &v)?[0]),
+            "strict_queues" => q.strict_queues = Some(num(&k, &v)?),
             "weights" => q.weights = Some(num_list(&k, &v)?),
             "pcp_map" => q.pcp_map = Some(num_list(&k, &v)?),
-            "default_pcp" => q.default_pcp = Some(num_list::<u8>(&k, &v)?[0]),
+            "default_pcp" => q.default_pcp = Some(num(&k, &v)?),
             "dscp_map" => {
                 let mut m = std::collections::BTreeMap::new();
                 for pair in v.split(',') {
@@ -504,7 +504,7 @@ fn qos_spec(args: &[String]) -> Result<Option<QosSpec>> {
                 match field {
                     "rate" => queues[i].rate = Some(v),
                     "burst" => queues[i].burst = Some(v),
-                    "depth" => queues[i].depth = Some(num_list::<usize>(other, &v)?[0]),
+                    "depth" => queues[i].depth = Some(num(other, &v)?),
                     f => bail!("qos: queue{qn}.{f}: a queue has rate, burst and depth"),
                 }
             }

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -34,6 +34,11 @@ type Res = Result<Value, ErrorBody>;
 /// Bridges and ports as declared, a copy of each bridge's flow tables
 /// (the same rules as the polling thread's, without live counters), and
 /// ports whose device is not open.
+/// Bridge `name` in `bridges`, to change it.
+fn bridge_in<'a>(bridges: &'a mut [BridgeSpec], name: &str) -> Option<&'a mut BridgeSpec> {
+    bridges.iter_mut().find(|b| b.name == name)
+}
+
 #[derive(Debug, Default)]
 struct Model {
     bridges: Vec<BridgeSpec>,
@@ -172,6 +177,34 @@ impl Server {
     pub fn save_now(&self) -> Result<(), ErrorBody> {
         let m = self.lock();
         self.save(&m.bridges)
+    }
+
+    /// Makes a change: `edit` changes a copy of the bridges, which is saved;
+    /// then the engine runs `op` (when there is one). If the engine refuses,
+    /// the saved state goes back to what it was and the model is unchanged;
+    /// otherwise the copy becomes the model.
+    fn commit(
+        &self,
+        m: &mut Model,
+        edit: impl FnOnce(&mut Vec<BridgeSpec>),
+        op: Option<Op>,
+    ) -> Result<Option<Reply>, ErrorBody> {
+        let mut next = m.bridges.clone();
+        edit(&mut next);
+        self.save(&next)?;
+        let reply = match op.map(|op| self.call(op)).transpose() {
+            Ok(r) => r,
+            Err(e) => {
+                if let Err(se) = self.save(&m.bridges) {
+                    tracing::error!(
+                        "the engine refused a change ({e}) and the saved state could not be put back ({se}): it shows the change until the next save"
+                    );
+                }
+                return Err(e);
+            }
+        };
+        m.bridges = next;
+        Ok(reply)
     }
 
     fn call(&self, op: Op) -> Result<Reply, ErrorBody> {
@@ -357,14 +390,11 @@ impl Server {
         spec.flows = Some(def.rules.iter().map(Rule::to_string).collect());
         let bridge = xsw_datapath::engine::Bridge::build(def).map_err(internal)?;
         let tables = bridge.tables().clone();
-        let mut next = m.bridges.clone();
-        next.push(spec.clone());
-        self.save(&next)?;
-        if let Err(e) = self.call(Op::AddBridge(Box::new(bridge))) {
-            let _ = self.save(&m.bridges);
-            return Err(e);
-        }
-        m.bridges.push(spec);
+        self.commit(
+            &mut m,
+            |next| next.push(spec),
+            Some(Op::AddBridge(Box::new(bridge))),
+        )?;
         m.shadow.insert(name.to_string(), tables);
         Ok(json!({}))
     }
@@ -423,24 +453,23 @@ impl Server {
             return Err(internal("port vanished"));
         };
         let dev = Device::open(def).map_err(|e| ErrorBody::new(Code::Device, e.to_string()))?;
-        let mut next = m.bridges.clone();
-        if let Some(nb) = next.iter_mut().find(|x| x.name == bridge) {
-            nb.ports.push(port.clone());
-        }
-        self.save(&next)?;
-        let r = self.call(Op::AddPort {
-            bridge: bridge.to_string(),
-            cfg: Box::new(def.cfg.clone()),
-            dev,
-            buffers: qos_buffers(&def.cfg, None),
-        });
-        if let Err(e) = r {
-            let _ = self.save(&m.bridges);
-            return Err(e);
-        }
-        m.bridges = next;
-        tracing::info!("bridge {bridge}: port {} added ({iface})", port.name);
-        Ok(json!({ "ofport": port.ofport }))
+        let (pname, ofport) = (port.name.clone(), port.ofport);
+        self.commit(
+            &mut m,
+            |next| {
+                if let Some(nb) = bridge_in(next, bridge) {
+                    nb.ports.push(port);
+                }
+            },
+            Some(Op::AddPort {
+                bridge: bridge.to_string(),
+                cfg: Box::new(def.cfg.clone()),
+                dev,
+                buffers: qos_buffers(&def.cfg, None),
+            }),
+        )?;
+        tracing::info!("bridge {bridge}: port {pname} added ({iface})");
+        Ok(json!({ "ofport": ofport }))
     }
 
     fn port_set(&self, bridge: &str, name: &str, qos: Option<xsw_datapath::qos::QosSpec>) -> Res {
@@ -459,30 +488,27 @@ impl Server {
             .map_err(|e| ErrorBody::new(Code::Invalid, e).at("qos"))?;
         let before = old.to_def().ok().and_then(|d| d.cfg.qos);
         let buffers = qos_buffers(&def.cfg, before.as_ref());
-        let mut next = m.bridges.clone();
-        if let Some(p) = next
-            .iter_mut()
-            .find(|x| x.name == bridge)
-            .and_then(|b| b.ports.iter_mut().find(|p| p.name == name))
-        {
-            *p = port;
-        }
-        self.save(&next)?;
+        // A port whose device is missing gets its settings when it opens.
         let absent = m
             .absent
             .contains_key(&(bridge.to_string(), name.to_string()));
-        if !absent {
-            if let Err(e) = self.call(Op::SetPortQos {
-                bridge: bridge.to_string(),
-                port: name.to_string(),
-                qos: def.cfg.qos.clone().map(Box::new),
-                buffers,
-            }) {
-                let _ = self.save(&m.bridges);
-                return Err(e);
-            }
-        }
-        m.bridges = next;
+        let op = (!absent).then(|| Op::SetPortQos {
+            bridge: bridge.to_string(),
+            port: name.to_string(),
+            qos: def.cfg.qos.clone().map(Box::new),
+            buffers,
+        });
+        self.commit(
+            &mut m,
+            |next| {
+                if let Some(p) = bridge_in(next, bridge)
+                    .and_then(|b| b.ports.iter_mut().find(|p| p.name == name))
+                {
+                    *p = port;
+                }
+            },
+            op,
+        )?;
         tracing::info!("bridge {bridge}: port {name}: QoS set");
         Ok(json!({}))
     }
@@ -493,22 +519,21 @@ impl Server {
         let (id, rate, burst) = meter
             .check()
             .map_err(|e| ErrorBody::new(Code::Invalid, e).at("meter"))?;
-        let mut next = m.bridges.clone();
-        if let Some(b) = next.iter_mut().find(|x| x.name == bridge) {
-            b.meters.retain(|x| x.id != id);
-            b.meters.push(meter);
-            b.meters.sort_by_key(|x| x.id);
-        }
-        self.save(&next)?;
-        if let Err(e) = self.call(Op::SetMeter {
-            bridge: bridge.to_string(),
-            id,
-            meter: Some((rate, burst)),
-        }) {
-            let _ = self.save(&m.bridges);
-            return Err(e);
-        }
-        m.bridges = next;
+        self.commit(
+            &mut m,
+            |next| {
+                if let Some(b) = bridge_in(next, bridge) {
+                    b.meters.retain(|x| x.id != id);
+                    b.meters.push(meter);
+                    b.meters.sort_by_key(|x| x.id);
+                }
+            },
+            Some(Op::SetMeter {
+                bridge: bridge.to_string(),
+                id,
+                meter: Some((rate, burst)),
+            }),
+        )?;
         Ok(json!({}))
     }
 
@@ -537,20 +562,19 @@ impl Server {
                 format!("meter {id} is used by {users} rule(s): delete them first"),
             ));
         }
-        let mut next = m.bridges.clone();
-        if let Some(b) = next.iter_mut().find(|x| x.name == bridge) {
-            b.meters.retain(|x| x.id != id);
-        }
-        self.save(&next)?;
-        if let Err(e) = self.call(Op::SetMeter {
-            bridge: bridge.to_string(),
-            id,
-            meter: None,
-        }) {
-            let _ = self.save(&m.bridges);
-            return Err(e);
-        }
-        m.bridges = next;
+        self.commit(
+            &mut m,
+            |next| {
+                if let Some(b) = bridge_in(next, bridge) {
+                    b.meters.retain(|x| x.id != id);
+                }
+            },
+            Some(Op::SetMeter {
+                bridge: bridge.to_string(),
+                id,
+                meter: None,
+            }),
+        )?;
         Ok(json!({}))
     }
 
@@ -563,27 +587,24 @@ impl Server {
                 format!("bridge {bridge} has no port {name}"),
             ));
         }
-        let mut next = m.bridges.clone();
-        if let Some(nb) = next.iter_mut().find(|x| x.name == bridge) {
-            nb.ports.retain(|p| p.name != name);
-        }
-        self.save(&next)?;
         let key = (bridge.to_string(), name.to_string());
-        if !m.absent.contains_key(&key) {
-            // Its device comes back as garbage and closes here.
-            match self.call(Op::DelPort {
-                bridge: bridge.to_string(),
-                port: name.to_string(),
-            }) {
-                Ok(r) => drop(r),
-                Err(e) => {
-                    let _ = self.save(&m.bridges);
-                    return Err(e);
+        // Its device comes back as garbage and closes here (a port whose
+        // device is missing has none in the engine).
+        let op = (!m.absent.contains_key(&key)).then(|| Op::DelPort {
+            bridge: bridge.to_string(),
+            port: name.to_string(),
+        });
+        let garbage = self.commit(
+            &mut m,
+            |next| {
+                if let Some(nb) = bridge_in(next, bridge) {
+                    nb.ports.retain(|p| p.name != name);
                 }
-            }
-        }
+            },
+            op,
+        )?;
+        drop(garbage);
         m.absent.remove(&key);
-        m.bridges = next;
         tracing::info!("bridge {bridge}: port {name} deleted");
         Ok(json!({}))
     }
@@ -939,10 +960,6 @@ impl Server {
 
     /// The answer to one request line.
     pub fn answer(&self, line: &[u8]) -> Response {
-        // The id, even from a request that does not parse as a whole.
-        let id = serde_json::from_slice::<Value>(line)
-            .ok()
-            .and_then(|v| v.get("id").and_then(Value::as_u64));
         let v: Value = match serde_json::from_slice(line) {
             Ok(v) => v,
             Err(e) => {
@@ -952,6 +969,14 @@ impl Server {
                 )
             }
         };
+        // The id and command name, even from a request that does not parse
+        // as a whole.
+        let id = v.get("id").and_then(Value::as_u64);
+        let name = v
+            .get("cmd")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
         match v.get("version").and_then(Value::as_u64) {
             Some(v) if v == VERSION as u64 => {}
             Some(v) => {
@@ -980,23 +1005,15 @@ impl Server {
             }
         };
         let mutates = req.cmd.mutates();
-        let what = format!("{:?}", req.cmd);
         match self.handle(req.cmd) {
             Ok(v) => Response::ok(req.id, v),
             Err(e) => {
                 if mutates {
-                    tracing::info!("refused: {}: {}", truncate(&what, 120), e);
+                    tracing::info!("refused: {name}: {e}");
                 }
                 Response::err(req.id, e)
             }
         }
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}...", &s[..i]),
-        None => s.to_string(),
     }
 }
 
@@ -1184,6 +1201,4 @@ pub fn accept_loop(server: Arc<Server>, listener: UnixListener, stop: Arc<Atomic
 }
 
 /// The default state directory.
-pub fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/xsw")
-}
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/xsw";

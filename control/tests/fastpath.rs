@@ -466,6 +466,26 @@ fn an_internal_port_gives_the_host_an_address_on_the_bridge() {
         "host address on the internal port:\n{out}\n{}",
         x.log_text()
     );
+    // A frame longer than the switch takes (9216 bytes) from the host side
+    // is dropped and counted, not cut short and forwarded.
+    t.s.ip(&["link", "set", "xswhost0", "mtu", "9600"]);
+    let raw = RawSock::open(&t.s, "xswhost0");
+    let mut big = vec![0xffu8; 6];
+    big.extend_from_slice(&[2, 0, 0, 0, 0x55, 1, 0x88, 0xb5]);
+    big.resize(9400, 0);
+    raw.send(&big);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut host = x.port(0, "host");
+    while host["backend"]["rx_oversize"].as_u64() != Some(1) && Instant::now() < deadline {
+        host = x.port(0, "host");
+    }
+    assert_eq!(host["backend"]["rx_oversize"].as_u64(), Some(1), "{host}");
+    let pb = x.port(0, "b");
+    assert_eq!(
+        pb["stats"]["tx_bytes"].as_u64().map(|b| b > 9000),
+        Some(false),
+        "{pb}"
+    );
 }
 
 #[test]

@@ -177,8 +177,7 @@ impl Classifier {
                 }
             }
             let masked = key.and(&st.mask);
-            if let Some(list) = st.map.get(&masked) {
-                let e = list[0];
+            if let Some(&e) = st.map.get(&masked).and_then(|l| l.first()) {
                 if best.is_none_or(|b| e.rank > b.rank) {
                     best = Some(e);
                 }

@@ -242,7 +242,7 @@ pub struct Pipeline {
     /// Per-batch stage results.
     scratch: Option<Box<Scratch>>,
     /// Meters, by id.
-    meters: std::collections::HashMap<u32, crate::qos::Meter>,
+    meters: crate::hash::FastMap<u32, crate::qos::Meter>,
     /// QoS ports may send bursts without passing them through the queues
     /// when that changes nothing (off only in tests, to compare).
     cut_through: bool,
@@ -306,7 +306,7 @@ impl Pipeline {
             removed: std::collections::VecDeque::with_capacity(REMOVED_LOG),
             timer_due: Timestamp(0),
             scratch: Some(Box::default()),
-            meters: std::collections::HashMap::new(),
+            meters: crate::hash::FastMap::default(),
             cut_through: true,
             live: false,
             removed_lost: false,
@@ -1272,13 +1272,14 @@ impl Pipeline {
         // tables are borrowed mutably; long lists are fetched one by one.
         const LOCAL: usize = 4;
         let mut local = [Action::StripVlan; LOCAL];
-        let n_local = if n <= LOCAL {
-            if let Some(r) = self.tables.get(rule) {
+        // (A rule that is gone runs nothing: the loop below finds no
+        // actions for it.)
+        let n_local = match self.tables.get(rule) {
+            Some(r) if n <= LOCAL => {
                 local[..n].copy_from_slice(&r.rule.actions[..n]);
+                n
             }
-            n
-        } else {
-            0
+            _ => 0,
         };
         let mut ai = 0;
         while ai < n {

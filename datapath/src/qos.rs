@@ -483,6 +483,18 @@ impl EgressQos {
         }
     }
 
+    /// A frame of `len` bytes left queue `q`: a weighted queue spends its
+    /// deficit, and once empty the round robin moves on from it.
+    #[inline]
+    fn charge(&mut self, q: usize, len: usize) {
+        if q < self.strict_from {
+            self.deficit[q] = self.deficit[q].saturating_sub(len as u64);
+            if self.queues[q].is_empty() {
+                self.drained(q);
+            }
+        }
+    }
+
     /// Counts frames of queue `q` the device took. (The scheduler releases
     /// frames to the device's backlog; they count as sent only once the
     /// device accepts them.)
@@ -589,14 +601,7 @@ impl EgressQos {
         if self.queues[q].is_empty() {
             self.nonempty &= !(1 << q);
         }
-        if q < self.strict_from {
-            self.deficit[q] = self.deficit[q].saturating_sub(pkt.len() as u64);
-            if self.queues[q].is_empty() {
-                self.deficit[q] = 0;
-                self.drr_at = (q + 1) % self.strict_from;
-                self.drr_fresh = true;
-            }
-        }
+        self.charge(q, pkt.len());
         // Departures never go back in time.
         pkt.meta.ts = pkt.meta.ts.max(self.link_free);
         self.link_free = pkt.meta.ts;
@@ -709,14 +714,7 @@ impl EgressQos {
             if self.queues[q].is_empty() {
                 self.nonempty &= !(1 << q);
             }
-            if q < self.strict_from {
-                self.deficit[q] = self.deficit[q].saturating_sub(pkt.len() as u64);
-                if self.queues[q].is_empty() {
-                    self.deficit[q] = 0;
-                    self.drr_at = (q + 1) % self.strict_from;
-                    self.drr_fresh = true;
-                }
-            }
+            self.charge(q, pkt.len());
             if let Some(tb) = &mut self.port_tb {
                 tb.take(t, bits);
             }

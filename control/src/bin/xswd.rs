@@ -61,7 +61,7 @@ struct Args {
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Where the state is saved (state.json).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/xsw")]
+    #[arg(long, value_name = "DIR", default_value = xsw_control::server::DEFAULT_STATE_DIR)]
     state_dir: PathBuf,
     /// Keep no state: nothing is saved or restored.
     #[arg(long, conflicts_with = "reset_state")]
@@ -88,13 +88,23 @@ struct Args {
     busy_poll_us: u64,
 }
 
-fn write_stats(path: &Path, server: &Server) {
+/// Writes the stats file (atomically); says why when it cannot, once
+/// until it works again (`failing` remembers).
+fn write_stats(path: &Path, server: &Server, failing: &mut bool) {
     let tmp = path.with_extension("tmp");
-    let Ok(v) = server.stats_json() else { return };
-    if let Ok(json) = serde_json::to_string_pretty(&v) {
-        if std::fs::write(&tmp, json).is_ok() {
-            let _ = std::fs::rename(&tmp, path);
+    let r = server
+        .stats_json()
+        .map_err(|e| e.to_string())
+        .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
+        .and_then(|json| std::fs::write(&tmp, json).map_err(|e| e.to_string()))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    match r {
+        Ok(()) => *failing = false,
+        Err(e) if !*failing => {
+            tracing::warn!("could not write the stats file {}: {e}", path.display());
+            *failing = true;
         }
+        Err(_) => {}
     }
 }
 
@@ -228,6 +238,7 @@ fn run(args: Args) -> Result<()> {
 
     let mut last_stats = Instant::now();
     let mut last_retry = Instant::now();
+    let mut stats_failing = false;
     while !STOP.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
         if poller.is_finished() {
@@ -236,7 +247,7 @@ fn run(args: Args) -> Result<()> {
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
             if let Some(p) = &args.stats_file {
-                write_stats(p, &server);
+                write_stats(p, &server, &mut stats_failing);
             }
         }
         if last_retry.elapsed() >= Duration::from_secs(2) {
@@ -247,7 +258,7 @@ fn run(args: Args) -> Result<()> {
     }
     tracing::info!("stopping");
     if let Some(p) = &args.stats_file {
-        write_stats(p, &server);
+        write_stats(p, &server, &mut stats_failing);
     }
     net_stop.store(true, Ordering::SeqCst);
     let _ = std::fs::remove_file(&args.socket);

@@ -10,8 +10,9 @@ use crate::key::FlowKey;
 
 /// Default rule priority (OpenFlow's `OFP_DEFAULT_PRIORITY`).
 pub const DEFAULT_PRIORITY: u16 = 32768;
-/// Number of flow tables (0..=254; 254 is OVS's internal table).
-pub const N_TABLES: usize = 255;
+/// Number of flow tables: one per `u8`, so any table id indexes safely
+/// (rules go in 0-253; 254 is OVS's internal table, 255 stays empty).
+pub const N_TABLES: usize = 256;
 /// Highest table a rule may go in (OVS refuses 254, its internal table).
 pub const MAX_TABLE: u8 = 253;
 

@@ -108,9 +108,22 @@ impl Port for TapPort {
         let mut n = 0;
         while let Some(slot) = batch.next_slot() {
             let buf = slot.fill_with(MAX_FRAME);
-            // SAFETY: `buf` is a writable region of MAX_FRAME bytes inside
-            // the slot's buffer, valid for the duration of the call.
-            let r = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            // One byte past the largest frame tells an oversize frame (the
+            // kernel cuts a tap read short) from one that fits.
+            let mut over = [0u8; 1];
+            let iov = [
+                libc::iovec {
+                    iov_base: buf.as_mut_ptr().cast(),
+                    iov_len: buf.len(),
+                },
+                libc::iovec {
+                    iov_base: over.as_mut_ptr().cast(),
+                    iov_len: over.len(),
+                },
+            ];
+            // SAFETY: both iovecs describe writable memory (MAX_FRAME bytes
+            // inside the slot's buffer, and `over`) that outlives the call.
+            let r = unsafe { libc::readv(self.fd.as_raw_fd(), iov.as_ptr(), iov.len() as i32) };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
@@ -120,6 +133,10 @@ impl Port for TapPort {
             }
             if r == 0 {
                 break;
+            }
+            if r as usize > MAX_FRAME {
+                self.stats.rx_oversize += 1;
+                continue;
             }
             slot.truncate(r as usize);
             slot.meta = PacketMeta::new(port_index, *now.get_or_insert_with(|| clock.now()));
