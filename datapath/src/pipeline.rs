@@ -614,11 +614,12 @@ impl Pipeline {
     pub fn discard_egress(&mut self, idx: u16) {
         if let Some(p) = self.ports.get_mut(idx as usize) {
             let mut n = p.egress.len() + p.txq.len();
-            retire(&mut self.pool, p.egress.drain(..).chain(p.txq.drain(..)));
+            retire(&mut self.pool, p.egress.drain(..));
+            retire(&mut self.pool, p.txq.drain(..));
             if let Some(q) = p.qos.as_mut() {
-                let queued = q.drain_all();
+                let mut queued = q.drain_all();
                 n += queued.len();
-                retire(&mut self.pool, queued.into_iter());
+                retire(&mut self.pool, queued.drain(..));
             }
             p.stats.drops.add(DropReason::PortDown, n as u64);
         }
@@ -1858,12 +1859,14 @@ impl Pipeline {
                 let mut sent_bytes = retire(&mut self.pool, ps.egress.drain(..sent));
                 ps.stats.tx_packets += sent as u64;
                 ps.stats.tx_bytes += sent_bytes;
-                if single {
-                    q.drained(first);
-                }
                 // The device took a prefix, in class order: credit each
                 // class with its part of it.
                 let mut left = sent as u64;
+                if single {
+                    q.count_cut_through(first, left, sent_bytes);
+                    q.drained(first);
+                    left = 0;
+                }
                 for c in (0..crate::qos::N_QUEUES).rev() {
                     if left == 0 {
                         break;
@@ -1885,17 +1888,19 @@ impl Pipeline {
                 // backlog (or, after an error, is lost), as if released by
                 // the scheduler; what it was never offered waits in its
                 // queue.
-                let offered = (BURST - sent % BURST).min(ps.egress.len());
-                for b in ps.egress.drain(..offered) {
-                    q.count_enqueued(q.classify(&b));
-                    if result.is_ok() {
-                        ps.txq.push(b);
-                    } else {
-                        ps.stats.drops.add(DropReason::TxError, 1);
-                        self.pool.put(b);
+                if !ps.egress.is_empty() {
+                    let offered = (BURST - sent % BURST).min(ps.egress.len());
+                    for b in ps.egress.drain(..offered) {
+                        q.count_enqueued(q.classify(&b));
+                        if result.is_ok() {
+                            ps.txq.push(b);
+                        } else {
+                            ps.stats.drops.add(DropReason::TxError, 1);
+                            self.pool.put(b);
+                        }
                     }
+                    enqueue_all(q, ps.egress.drain(..), &mut ps.stats, &mut self.pool);
                 }
-                enqueue_all(q, ps.egress.drain(..), &mut ps.stats, &mut self.pool);
                 return result.map(|()| sent);
             }
         }
@@ -1954,7 +1959,8 @@ impl Pipeline {
 }
 
 /// Returns `frames` to the pool; returns their bytes.
-fn retire(pool: &mut BufPool, frames: impl Iterator<Item = PacketBuf>) -> u64 {
+#[inline(always)]
+fn retire(pool: &mut BufPool, frames: std::vec::Drain<'_, PacketBuf>) -> u64 {
     let mut bytes = 0;
     for b in frames {
         bytes += b.len() as u64;
@@ -1964,6 +1970,7 @@ fn retire(pool: &mut BufPool, frames: impl Iterator<Item = PacketBuf>) -> u64 {
 }
 
 /// Puts `frames` in their queues; a full queue drops them (counted).
+#[inline(always)]
 fn enqueue_all(
     q: &mut crate::qos::EgressQos,
     frames: impl Iterator<Item = PacketBuf>,
@@ -1981,6 +1988,7 @@ fn enqueue_all(
 /// Offers `frames` to `port` in bursts of at most [`BURST`] until it takes
 /// less than a whole burst or fails; returns how many it took (a prefix)
 /// and the error, if any.
+#[inline(always)]
 fn send_bursts(port: &mut dyn Port, frames: &[PacketBuf]) -> (usize, Result<(), PortError>) {
     let mut sent = 0;
     while sent < frames.len() {
