@@ -178,7 +178,7 @@ type = "internal"
         assert_eq!(b[0].ports.len(), 2);
         let d = b[0].to_def().expect("def");
         assert!(
-            matches!(&d.ports[1].kind, xsw_datapath::engine::PortKind::Internal { iface } if iface == "host")
+            matches!(&d.ports[1].kind, xsw_live::engine::PortKind::Internal { iface } if iface == "host")
         );
         assert_eq!(d.rules.len(), 1, "the default NORMAL rule");
     }

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use xsw_datapath::engine::{BridgeSnapshot, EngineStats};
 use xsw_datapath::stats::DropReason;
 use xsw_ebpf::Verdict;
+use xsw_live::engine::{BridgeSnapshot, EngineStats};
 
 use crate::server::Server;
 
@@ -47,7 +47,7 @@ impl Out {
 /// Renders every bridge's counters and the polling thread's.
 pub fn render(bridges: &[BridgeSnapshot], engine: &EngineStats) -> String {
     let mut o = Out(String::new());
-    type PortField = fn(&xsw_datapath::engine::PortReport) -> u64;
+    type PortField = fn(&xsw_live::engine::PortReport) -> u64;
     let port_counters: [(&str, &str, PortField); 4] = [
         (
             "xsw_port_rx_packets_total",

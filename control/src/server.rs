@@ -19,11 +19,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use xsw_datapath::clock::{Clock, MonotonicClock};
-use xsw_datapath::engine::{BridgeSnapshot, Device, EngineHandle, EngineStats};
 use xsw_datapath::flow::{parse_match_spec, Rule};
-use xsw_datapath::live::{Op, Reply};
 use xsw_datapath::table::FlowTables;
 use xsw_datapath::trace::TraceJson;
+use xsw_live::engine::{BridgeSnapshot, CallError, Device, EngineHandle, EngineStats};
 
 use crate::proto::{Code, Command, ErrorBody, Request, Response, MAX_LINE, VERSION};
 use crate::spec::{check_name, BridgeSpec, PortSpec};
@@ -180,20 +179,20 @@ impl Server {
     }
 
     /// Makes a change: `edit` changes a copy of the bridges, which is saved;
-    /// then the engine runs `op` (when there is one). If the engine refuses,
-    /// the saved state goes back to what it was and the model is unchanged;
-    /// otherwise the copy becomes the model.
+    /// then the engine carries out `op` (when there is one). If the engine
+    /// refuses, the saved state goes back to what it was and the model is
+    /// unchanged; otherwise the copy becomes the model.
     fn commit(
         &self,
         m: &mut Model,
         edit: impl FnOnce(&mut Vec<BridgeSpec>),
-        op: Option<Op>,
-    ) -> Result<Option<Reply>, ErrorBody> {
+        op: Option<impl FnOnce(&EngineHandle) -> Result<(), CallError>>,
+    ) -> Result<(), ErrorBody> {
         let mut next = m.bridges.clone();
         edit(&mut next);
         self.save(&next)?;
-        let reply = match op.map(|op| self.call(op)).transpose() {
-            Ok(r) => r,
+        match op.map(|op| op(&self.engine).map_err(internal)).transpose() {
+            Ok(_) => {}
             Err(e) => {
                 if let Err(se) = self.save(&m.bridges) {
                     tracing::error!(
@@ -202,16 +201,9 @@ impl Server {
                 }
                 return Err(e);
             }
-        };
-        m.bridges = next;
-        Ok(reply)
-    }
-
-    fn call(&self, op: Op) -> Result<Reply, ErrorBody> {
-        match self.engine.call(op).map_err(internal)? {
-            Reply::Failed(msg, _garbage) => Err(internal(msg)),
-            r => Ok(r),
         }
+        m.bridges = next;
+        Ok(())
     }
 
     fn snapshot(
@@ -219,13 +211,7 @@ impl Server {
         bridge: Option<&str>,
         rules: bool,
     ) -> Result<(Vec<BridgeSnapshot>, EngineStats), ErrorBody> {
-        match self.call(Op::Snapshot {
-            bridge: bridge.map(str::to_string),
-            rules,
-        })? {
-            Reply::Snapshot(s, e) => Ok((s, e)),
-            other => Err(internal(format!("unexpected reply {other:?}"))),
-        }
+        self.engine.snapshot(bridge, rules).map_err(internal)
     }
 
     /// Answers one request.
@@ -293,18 +279,14 @@ impl Server {
             }
             Command::FdbShow { bridge } => {
                 self.lock().bridge(&bridge)?;
-                match self.call(Op::Fdb { bridge })? {
-                    Reply::Fdb(rows) => Ok(json!({ "entries": rows })),
-                    other => Err(internal(format!("unexpected reply {other:?}"))),
-                }
+                let rows = self.engine.fdb(&bridge).map_err(internal)?;
+                Ok(json!({ "entries": rows }))
             }
             Command::FdbFlush { bridge } => {
                 let _m = self.lock();
                 _m.bridge(&bridge)?;
-                match self.call(Op::FlushFdb { bridge })? {
-                    Reply::Count(n) => Ok(json!({ "flushed": n })),
-                    other => Err(internal(format!("unexpected reply {other:?}"))),
-                }
+                let n = self.engine.flush_fdb(&bridge).map_err(internal)?;
+                Ok(json!({ "flushed": n }))
             }
             Command::Trace {
                 bridge,
@@ -388,12 +370,12 @@ impl Server {
             .to_def()
             .map_err(|e| ErrorBody::new(Code::Invalid, e))?;
         spec.flows = Some(def.rules.iter().map(Rule::to_string).collect());
-        let bridge = xsw_datapath::engine::Bridge::build(def).map_err(internal)?;
+        let bridge = xsw_live::engine::Bridge::build(def).map_err(internal)?;
         let tables = bridge.tables().clone();
         self.commit(
             &mut m,
             |next| next.push(spec),
-            Some(Op::AddBridge(Box::new(bridge))),
+            Some(|e: &EngineHandle| e.add_bridge(bridge)),
         )?;
         m.shadow.insert(name.to_string(), tables);
         Ok(json!({}))
@@ -410,13 +392,11 @@ impl Server {
             .collect();
         self.save(&next)?;
         // The bridge comes back as garbage: its ports close here.
-        let r = self.call(Op::DelBridge {
-            bridge: name.to_string(),
-        });
+        let r = self.engine.del_bridge(name).map_err(internal);
         m.bridges = next;
         m.shadow.remove(name);
         m.absent.retain(|(b, _), _| b != name);
-        drop(r?);
+        r?;
         Ok(json!({}))
     }
 
@@ -461,11 +441,8 @@ impl Server {
                     nb.ports.push(port);
                 }
             },
-            Some(Op::AddPort {
-                bridge: bridge.to_string(),
-                cfg: Box::new(def.cfg.clone()),
-                dev,
-                buffers: qos_buffers(&def.cfg, None),
+            Some(|e: &EngineHandle| {
+                e.add_port(bridge, def.cfg.clone(), dev, qos_buffers(&def.cfg, None))
             }),
         )?;
         tracing::info!("bridge {bridge}: port {pname} added ({iface})");
@@ -492,11 +469,8 @@ impl Server {
         let absent = m
             .absent
             .contains_key(&(bridge.to_string(), name.to_string()));
-        let op = (!absent).then(|| Op::SetPortQos {
-            bridge: bridge.to_string(),
-            port: name.to_string(),
-            qos: def.cfg.qos.clone().map(Box::new),
-            buffers,
+        let op = (!absent).then_some(|e: &EngineHandle| {
+            e.set_port_qos(bridge, name, def.cfg.qos.clone(), buffers)
         });
         self.commit(
             &mut m,
@@ -528,11 +502,7 @@ impl Server {
                     b.meters.sort_by_key(|x| x.id);
                 }
             },
-            Some(Op::SetMeter {
-                bridge: bridge.to_string(),
-                id,
-                meter: Some((rate, burst)),
-            }),
+            Some(|e: &EngineHandle| e.set_meter(bridge, id, Some((rate, burst)))),
         )?;
         Ok(json!({}))
     }
@@ -569,11 +539,7 @@ impl Server {
                     b.meters.retain(|x| x.id != id);
                 }
             },
-            Some(Op::SetMeter {
-                bridge: bridge.to_string(),
-                id,
-                meter: None,
-            }),
+            Some(|e: &EngineHandle| e.set_meter(bridge, id, None)),
         )?;
         Ok(json!({}))
     }
@@ -590,11 +556,9 @@ impl Server {
         let key = (bridge.to_string(), name.to_string());
         // Its device comes back as garbage and closes here (a port whose
         // device is missing has none in the engine).
-        let op = (!m.absent.contains_key(&key)).then(|| Op::DelPort {
-            bridge: bridge.to_string(),
-            port: name.to_string(),
-        });
-        let garbage = self.commit(
+        let op =
+            (!m.absent.contains_key(&key)).then_some(|e: &EngineHandle| e.del_port(bridge, name));
+        self.commit(
             &mut m,
             |next| {
                 if let Some(nb) = bridge_in(next, bridge) {
@@ -603,7 +567,6 @@ impl Server {
             },
             op,
         )?;
-        drop(garbage);
         m.absent.remove(&key);
         tracing::info!("bridge {bridge}: port {name} deleted");
         Ok(json!({}))
@@ -642,12 +605,8 @@ impl Server {
     /// Forgets, in the model, the rules the polling thread removed by
     /// timeouts. Returns how many.
     fn sync_expired(&self, m: &mut Model, bridge: &str) -> Result<usize, ErrorBody> {
-        match self.call(Op::TakeExpired {
-            bridge: bridge.to_string(),
-        })? {
-            Reply::Expired(g, lost) => self.apply_expired(m, bridge, &g, lost),
-            other => Err(internal(format!("unexpected reply {other:?}"))),
-        }
+        let g = self.engine.take_expired(bridge).map_err(internal)?;
+        self.apply_expired(m, bridge, &g.rules, g.lost)
     }
 
     /// Removes expired rules from the model's copy; when the engine's log
@@ -711,20 +670,13 @@ impl Server {
         // The model's copy of the tables gets the same change at the same
         // time.
         let copy = rules.clone();
-        let (expired, lost) = match self.call(Op::AddRules {
-            bridge: bridge.to_string(),
-            rules,
-            now,
-        })? {
-            Reply::Rules {
-                expired,
-                expired_lost,
-                ..
-            } => (expired, expired_lost),
-            other => return Err(internal(format!("unexpected reply {other:?}"))),
-        };
+        let changed = self
+            .engine
+            .add_rules(bridge, rules, now)
+            .map_err(internal)?;
         let effect = t0.elapsed();
-        self.apply_expired(&mut m, bridge, &expired, lost)?;
+        let expired = changed.expired;
+        self.apply_expired(&mut m, bridge, &expired.rules, expired.lost)?;
         let t = m.shadow.entry(bridge.to_string()).or_default();
         for r in copy {
             t.add(r, now);
@@ -743,20 +695,12 @@ impl Server {
                 .detail(e.render(text))
                 .at(format!("match, column {}", e.col()))
         })?;
-        let (n, expired, lost) = match self.call(Op::DelRules {
-            bridge: bridge.to_string(),
-            spec: spec.clone(),
-            strict,
-        })? {
-            Reply::Rules {
-                count,
-                expired,
-                expired_lost,
-                ..
-            } => (count, expired, expired_lost),
-            other => return Err(internal(format!("unexpected reply {other:?}"))),
-        };
-        let gone = self.apply_expired(&mut m, bridge, &expired, lost)?;
+        let changed = self
+            .engine
+            .del_rules(bridge, spec.clone(), strict)
+            .map_err(internal)?;
+        let (n, expired) = (changed.count, changed.expired);
+        let gone = self.apply_expired(&mut m, bridge, &expired.rules, expired.lost)?;
         let t = m.shadow.entry(bridge.to_string()).or_default();
         for id in t.select(&spec, strict) {
             t.remove(id);
@@ -781,13 +725,11 @@ impl Server {
         }
         let mut next = tables.clone();
         let swap = Instant::now();
-        let old = match self.call(Op::ReplaceRules {
-            bridge: bridge.to_string(),
-            tables: Box::new(tables),
-        })? {
-            Reply::Rules { old: Some(old), .. } => old,
-            other => return Err(internal(format!("unexpected reply {other:?}"))),
-        };
+        let old = self
+            .engine
+            .replace_rules(bridge, tables)
+            .map_err(internal)?
+            .old;
         let (effect, swapped) = (t0.elapsed(), swap.elapsed());
         // Rules that stay keep their counters and timers: worked out here
         // from the old tables (which are also freed here), then handed over.
@@ -802,10 +744,7 @@ impl Server {
         m.refresh_flows();
         self.save_applied(&m)?;
         if !carry.is_empty() {
-            if let Err(e) = self.call(Op::Carry {
-                bridge: bridge.to_string(),
-                list: carry,
-            }) {
+            if let Err(e) = self.engine.carry(bridge, carry) {
                 tracing::warn!("bridge {bridge}: the new rules are in effect, but their counters could not be carried over: {e}");
             }
         }
@@ -839,29 +778,24 @@ impl Server {
             )
             .at("frame"));
         }
-        match self.call(Op::Trace {
-            bridge: bridge.to_string(),
-            in_port: in_port.to_string(),
-            frame: bytes,
-        })? {
-            Reply::Trace(report) => {
-                let names = |i: u16| {
-                    report
-                        .port_names
-                        .get(i as usize)
-                        .cloned()
-                        .unwrap_or_default()
-                };
-                let j = TraceJson::new(&report.events, &names);
-                let mut v = serde_json::to_value(&j).map_err(internal)?;
-                v["text"] = Value::String(format!(
-                    "(bridge {bridge}, live tables; a dry run: nothing is learned, counted or sent)\n{}",
-                    report.render()
-                ));
-                Ok(v)
-            }
-            other => Err(internal(format!("unexpected reply {other:?}"))),
-        }
+        let report = self
+            .engine
+            .trace(bridge, in_port, bytes)
+            .map_err(internal)?;
+        let names = |i: u16| {
+            report
+                .port_names
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let j = TraceJson::new(&report.events, &names);
+        let mut v = serde_json::to_value(&j).map_err(internal)?;
+        v["text"] = Value::String(format!(
+            "(bridge {bridge}, live tables; a dry run: nothing is learned, counted or sent)\n{}",
+            report.render()
+        ));
+        Ok(v)
     }
 
     /// Tries again to open the ports whose device was missing.
@@ -879,12 +813,12 @@ impl Server {
             let Ok(def) = ps.to_def() else { continue };
             match Device::open(&def) {
                 Ok(dev) => {
-                    match self.call(Op::AddPort {
-                        bridge: b.clone(),
-                        cfg: Box::new(def.cfg.clone()),
+                    match self.engine.add_port(
+                        &b,
+                        def.cfg.clone(),
                         dev,
-                        buffers: qos_buffers(&def.cfg, None),
-                    }) {
+                        qos_buffers(&def.cfg, None),
+                    ) {
                         Ok(_) => {
                             tracing::info!("bridge {b}: port {p} is open now ({})", ps.iface());
                             m.absent.remove(&(b, p));
@@ -1136,45 +1070,16 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Some(gid) = group_id("xsw") {
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|e| e.to_string())?;
-        // SAFETY: `c` is a valid NUL-terminated path for the call's duration.
-        let rc = unsafe { libc::chown(c.as_ptr(), 0, gid) };
-        if rc != 0 {
-            tracing::warn!(
-                "{}: could not give it to group xsw: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
+    match xsw_live::sys::group_id("xsw") {
+        Ok(Some(gid)) => {
+            if let Err(e) = std::os::unix::fs::chown(path, Some(0), Some(gid)) {
+                tracing::warn!("{}: could not give it to group xsw: {e}", path.display());
+            }
         }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("looking up group xsw: {e}; the socket stays root's"),
     }
     Ok(l)
-}
-
-/// The id of group `name`, if it exists.
-fn group_id(name: &str) -> Option<libc::gid_t> {
-    let c = std::ffi::CString::new(name).ok()?;
-    let mut grp: libc::group = unsafe {
-        // SAFETY: `group` is a plain C struct of integers and pointers, for
-        // which all-zero is a valid (empty) value; getgrnam_r fills it.
-        std::mem::zeroed()
-    };
-    let mut buf = vec![0 as libc::c_char; 4096];
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call: the name is
-    // NUL-terminated, `grp` and `result` are ours, and `buf` holds the
-    // stated number of bytes.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    (rc == 0 && !result.is_null()).then_some(grp.gr_gid)
 }
 
 /// Accepts connections until `stop` is set, one thread each. Blocks in

@@ -3,12 +3,12 @@
 //! checked in one place.
 
 use serde::{Deserialize, Serialize};
-use xsw_datapath::engine::{BridgeDef, PortDef, PortKind};
 use xsw_datapath::flow::{parse_flow, FlowError, Rule};
 use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
 use xsw_datapath::qos::QosSpec;
 use xsw_datapath::vlan::{PortVlan, VlanMode};
 use xsw_ebpf::AttachMode;
+use xsw_live::engine::{BridgeDef, PortDef, PortKind};
 
 /// A port's device type.
 #[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Default)]

@@ -3,8 +3,12 @@
 //! A frame travels `Port::rx_burst` → [`parse`] (a [`FlowKey`]) → flow tables
 //! ([`classifier`], fronted by the exact-match cache in [`emc`]) → actions
 //! (including NORMAL: [`mac`] learning and [`vlan`] translation) → per-port egress
-//! queues → `Port::tx_burst`. Everything here runs without privileges; the replay
-//! driver in [`replay`] runs the same [`pipeline::Pipeline`] on pcap files.
+//! queues → `Port::tx_burst`. Everything here runs without privileges and
+//! builds without a C toolchain: the ports here are in memory and pcap files
+//! ([`port`]), and the replay driver in [`replay`] runs the same
+//! [`pipeline::Pipeline`] on captures. The live switch (the polling engine,
+//! AF_XDP and tap ports, the XDP program) is the `xsw-live` crate, which
+//! drives this pipeline through the [`port::Port`] trait.
 //!
 //! Semantics follow Open vSwitch 3.1 with its defaults (OpenFlow 1.0 + Nicira
 //! extensions for `ovs-ofctl add-flow`, NORMAL with `vlan-limit=1`,
@@ -14,12 +18,10 @@
 pub mod classifier;
 pub mod clock;
 pub mod emc;
-pub mod engine;
 pub mod error;
 pub mod flow;
 pub mod hash;
 pub mod key;
-pub mod live;
 pub mod mac;
 pub mod packet;
 pub mod parse;

@@ -11,11 +11,12 @@ use clap::Parser;
 use xsw_control::server::{self, Absent, Server};
 use xsw_control::spec::BridgeSpec;
 use xsw_control::store::Store;
-use xsw_datapath::engine::{Bridge, Device, Engine};
+use xsw_live::engine::{Bridge, Device, Engine};
+use xsw_live::sys;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-extern "C" fn on_signal(_: libc::c_int) {
+extern "C" fn on_signal(_: std::ffi::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
@@ -145,7 +146,7 @@ fn build(specs: &[BridgeSpec], strict: bool) -> Result<(Vec<Bridge>, Vec<Absent>
 }
 
 fn run(args: Args) -> Result<()> {
-    if !xsw_datapath::port::netdev::is_root() {
+    if !xsw_live::port::netdev::is_root() {
         bail!("xswd must run as root: it attaches XDP programs and opens AF_XDP sockets");
     }
     let store = (!args.no_state).then(|| Store::new(&args.state_dir));
@@ -283,12 +284,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe; the function pointer is valid for the whole
-        // program.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+    // The handler only stores to an atomic, which is async-signal-safe.
+    for sig in [sys::SIGINT, sys::SIGTERM] {
+        if let Err(e) = sys::set_signal_handler(sig, on_signal) {
+            tracing::error!("installing the handler for signal {sig}: {e}");
+            return ExitCode::FAILURE;
         }
     }
     match run(args) {

@@ -6,12 +6,12 @@
 //! which return to the pipeline's pool whether or not they were sent. So no
 //! backend allocates per frame, and a backend can never leak the pipeline's
 //! buffers.
+//!
+//! The backends here ([`memory`], [`pcap`]) need no privileges; the live
+//! switch's (AF_XDP, tap) are in the `xsw-live` crate.
 
-pub mod afxdp;
 pub mod memory;
-pub mod netdev;
 pub mod pcap;
-pub mod tap;
 
 use crate::clock::Clock;
 use crate::packet::{Batch, PacketBuf};

@@ -1,144 +1,78 @@
-//! Commands for a running [`Engine`]: what the control plane may ask of the
-//! polling thread, and the answers.
+//! Commands for a running [`Engine`](super::Engine): what the control plane
+//! may ask of the polling thread, one typed [`EngineHandle`] method each,
+//! and the handlers that carry them out on the polling thread.
 //!
 //! Every command is prepared completely by the caller (rules parsed and
 //! checked, a replacement table built, a device opened) so that carrying it
 //! out between two batches is quick; whatever the thread lets go of (old
-//! tables, a deleted port's device) travels back in the reply as
-//! [`Garbage`] and is freed on the caller's thread.
+//! tables, a deleted port's device, a refused bridge) travels back with the
+//! answer as garbage and is dropped inside the handle's method, on the
+//! caller's thread.
+//!
+//! Each command carries the sender for its own answer type, so a reply can
+//! never be of the wrong kind.
 
-use crate::clock::Timestamp;
-use crate::engine::{Bridge, BridgeSnapshot, Device, Engine, EngineStats};
-use crate::flow::{MatchSpec, Rule};
-use crate::packet::PacketBuf;
-use crate::pipeline::PortConfig;
-use crate::qos::QosConfig;
-use crate::replay::TraceReport;
-use crate::table::{FlowTables, RuleStats};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// A command for the polling thread.
-#[derive(Debug)]
-pub enum Op {
-    /// Adds a bridge (built, ports open).
-    AddBridge(Box<Bridge>),
-    /// Deletes a bridge and closes its ports.
-    DelBridge {
-        /// Bridge name.
-        bridge: String,
-    },
-    /// Adds an opened port to a bridge.
-    AddPort {
-        /// Bridge name.
-        bridge: String,
-        /// The port's pipeline configuration.
-        cfg: Box<PortConfig>,
-        /// Its device.
-        dev: Device,
-        /// Buffers for its QoS queues ([`crate::qos::QosConfig::buffers`]).
-        buffers: Vec<PacketBuf>,
-    },
-    /// Changes a port's QoS.
-    SetPortQos {
-        /// Bridge name.
-        bridge: String,
-        /// Port name.
-        port: String,
-        /// The new settings (None: no QoS).
-        qos: Option<Box<QosConfig>>,
-        /// Buffers for queues deeper than before.
-        buffers: Vec<PacketBuf>,
-    },
-    /// Adds or changes (keeping its counters) a meter; None deletes it.
-    SetMeter {
-        /// Bridge name.
-        bridge: String,
-        /// Meter id.
-        id: u32,
-        /// (rate bits/s, burst bits).
-        meter: Option<(u64, u64)>,
-    },
-    /// Deletes a port.
-    DelPort {
-        /// Bridge name.
-        bridge: String,
-        /// Port name.
-        port: String,
-    },
-    /// Installs rules, all at once (each replaces a rule with the same
-    /// table, priority and match).
-    AddRules {
-        /// Bridge name.
-        bridge: String,
-        /// The rules.
-        rules: Vec<Rule>,
-        /// Their install time (the caller's copy of the tables uses the same).
-        now: Timestamp,
-    },
-    /// Deletes the rules a spec selects.
-    DelRules {
-        /// Bridge name.
-        bridge: String,
-        /// Which rules.
-        spec: MatchSpec,
-        /// Exact match and priority only.
-        strict: bool,
-    },
-    /// Replaces all rules at once; the old tables come back as garbage.
-    ReplaceRules {
-        /// Bridge name.
-        bridge: String,
-        /// The new tables, built by the caller.
-        tables: Box<FlowTables>,
-    },
-    /// Hands rules older rules' counters and times, after a replace (see
-    /// [`FlowTables::carry_list`]).
-    Carry {
-        /// Bridge name.
-        bridge: String,
-        /// (rule id, the older rule's counters).
-        list: Vec<(u32, RuleStats)>,
-    },
-    /// The rules removed by timeouts since the last time this was asked.
-    TakeExpired {
-        /// Bridge name.
-        bridge: String,
-    },
-    /// Forgets the learned MACs.
-    FlushFdb {
-        /// Bridge name.
-        bridge: String,
-    },
-    /// State of one bridge or all.
-    Snapshot {
-        /// One bridge, or all when `None`.
-        bridge: Option<String>,
-        /// Include every rule (costs a copy of each).
-        rules: bool,
-    },
-    /// The learned MACs of a bridge.
-    Fdb {
-        /// Bridge name.
-        bridge: String,
-    },
-    /// Traces a frame on the live tables without changing anything.
-    Trace {
-        /// Bridge name.
-        bridge: String,
-        /// Port the frame arrives on.
-        in_port: String,
-        /// The frame.
-        frame: Vec<u8>,
-    },
+use crossbeam_channel::Sender;
+use xsw_datapath::clock::Timestamp;
+use xsw_datapath::flow::{MatchSpec, Rule};
+use xsw_datapath::key::Mac;
+use xsw_datapath::packet::PacketBuf;
+use xsw_datapath::pipeline::PortConfig;
+use xsw_datapath::qos::{Meter, QosConfig};
+use xsw_datapath::replay::TraceReport;
+use xsw_datapath::table::{FlowTables, RuleStats};
+
+use super::bridge::Bridge;
+use super::device::Device;
+use super::report::{BridgeSnapshot, EngineStats};
+use crate::sys::EventFd;
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The polling thread refused it (no such bridge or port, a bridge
+    /// that exists, ...); nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The polling thread has stopped: nothing will carry the command out.
+    #[error("the switch's polling thread has stopped")]
+    Stopped,
+    /// The polling thread did not answer within [`EngineHandle::TIMEOUT`].
+    #[error("the switch's polling thread did not answer in time")]
+    TimedOut,
 }
 
-/// Something the polling thread let go of, to be freed by whoever holds
-/// this (dropping it closes devices and frees tables).
-pub struct Garbage(#[allow(dead_code)] Box<dyn Send>);
+/// Rules the polling thread removed by timeouts since it was last asked.
+#[derive(Debug, Default)]
+pub struct Expired {
+    /// Each rule with its install time (which tells it from a newer rule
+    /// with the same match).
+    pub rules: Vec<(Rule, Timestamp)>,
+    /// Some removals were lost from the log: take every rule afresh.
+    pub lost: bool,
+}
 
-impl std::fmt::Debug for Garbage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Garbage")
-    }
+/// A rule change that is in effect.
+#[derive(Debug)]
+pub struct RulesChanged {
+    /// Rules added or deleted.
+    pub count: usize,
+    /// Rules removed by timeouts before the change.
+    pub expired: Expired,
+}
+
+/// A replacement of all rules that is in effect.
+#[derive(Debug)]
+pub struct Replaced {
+    /// Rules installed.
+    pub count: usize,
+    /// Rules removed by timeouts before the change.
+    pub expired: Expired,
+    /// The old tables, to work out what to carry over, then to free.
+    pub old: Box<FlowTables>,
 }
 
 /// One learned MAC.
@@ -154,287 +88,681 @@ pub struct FdbRow {
     pub age: u64,
 }
 
-/// The answer to an [`Op`].
-#[derive(Debug)]
-pub enum Reply {
-    /// Done; anything let go of comes along.
-    Done(Option<Garbage>),
-    /// Done, on this many items (rules deleted, MACs flushed).
-    Count(usize),
-    /// Bridge states and the thread's own counters.
-    Snapshot(Vec<BridgeSnapshot>, EngineStats),
-    /// Learned MACs.
-    Fdb(Vec<FdbRow>),
-    /// A trace.
-    Trace(TraceReport),
-    /// Rules removed by timeouts: each with its install time; the flag
-    /// says some were lost from the log (take every rule afresh).
-    Expired(Vec<(Rule, Timestamp)>, bool),
-    /// A rule change is in effect.
-    Rules {
-        /// Rules added or deleted.
-        count: usize,
-        /// Rules removed by timeouts before it (see [`Op::TakeExpired`]).
-        expired: Vec<(Rule, Timestamp)>,
-        /// Some removals were lost from the log.
-        expired_lost: bool,
-        /// After a replace: the old tables (to compute what to carry, then
-        /// free).
-        old: Option<Box<FlowTables>>,
-    },
-    /// Not done (nothing changed); anything handed over comes back.
-    Failed(String, Option<Garbage>),
-}
-
-/// A command with the channel its reply goes to.
-#[derive(Debug)]
-pub(crate) struct Request {
-    pub(crate) op: Op,
-    pub(crate) reply: crossbeam_channel::Sender<Reply>,
-}
+/// Something the polling thread let go of, dropped by whoever receives it
+/// (dropping it closes devices and frees tables).
+pub(super) struct Garbage(#[allow(dead_code)] Box<dyn Send>);
 
 fn garbage<T: Send + 'static>(x: T) -> Option<Garbage> {
     Some(Garbage(Box::new(x)))
 }
 
-/// Rules removed by timeouts since the last call, and whether the log lost
-/// some (then the caller must take all rules afresh).
-fn take_expired(b: &mut Bridge) -> (Vec<(Rule, Timestamp)>, bool) {
-    let (gone, lost) = b.pipe().drain_removed();
-    (
-        gone.into_iter()
-            .map(|r| (r.rule.rule, r.rule.stats.installed))
-            .collect(),
-        lost,
-    )
+/// What the polling thread answers: the result and what it let go of.
+pub(super) struct Answer<T> {
+    result: Result<T, String>,
+    garbage: Option<Garbage>,
+}
+
+impl<T> Answer<T> {
+    fn ok(v: T) -> Self {
+        Answer {
+            result: Ok(v),
+            garbage: None,
+        }
+    }
+
+    fn ok_with(v: T, garbage: Option<Garbage>) -> Self {
+        Answer {
+            result: Ok(v),
+            garbage,
+        }
+    }
+
+    fn refused(msg: String, garbage: Option<Garbage>) -> Self {
+        Answer {
+            result: Err(msg),
+            garbage,
+        }
+    }
+}
+
+/// Where an answer of type `T` goes.
+type Tx<T> = Sender<Answer<T>>;
+
+/// A command for the polling thread, with the sender for its answer.
+pub(super) enum Op {
+    AddBridge {
+        bridge: Box<Bridge>,
+        tx: Tx<()>,
+    },
+    DelBridge {
+        bridge: String,
+        tx: Tx<()>,
+    },
+    AddPort {
+        bridge: String,
+        cfg: Box<PortConfig>,
+        dev: Device,
+        /// Buffers for its QoS queues ([`QosConfig::buffers`]).
+        buffers: Vec<PacketBuf>,
+        tx: Tx<()>,
+    },
+    SetPortQos {
+        bridge: String,
+        port: String,
+        qos: Option<Box<QosConfig>>,
+        /// Buffers for queues deeper than before.
+        buffers: Vec<PacketBuf>,
+        tx: Tx<()>,
+    },
+    SetMeter {
+        bridge: String,
+        id: u32,
+        /// (rate bits/s, burst bits); None deletes it.
+        meter: Option<(u64, u64)>,
+        tx: Tx<()>,
+    },
+    DelPort {
+        bridge: String,
+        port: String,
+        tx: Tx<()>,
+    },
+    AddRules {
+        bridge: String,
+        rules: Vec<Rule>,
+        now: Timestamp,
+        tx: Tx<RulesChanged>,
+    },
+    DelRules {
+        bridge: String,
+        spec: MatchSpec,
+        strict: bool,
+        tx: Tx<RulesChanged>,
+    },
+    ReplaceRules {
+        bridge: String,
+        tables: Box<FlowTables>,
+        tx: Tx<Replaced>,
+    },
+    Carry {
+        bridge: String,
+        list: Vec<(u32, RuleStats)>,
+        tx: Tx<()>,
+    },
+    TakeExpired {
+        bridge: String,
+        tx: Tx<Expired>,
+    },
+    FlushFdb {
+        bridge: String,
+        tx: Tx<usize>,
+    },
+    Snapshot {
+        bridge: Option<String>,
+        rules: bool,
+        tx: Tx<(Vec<BridgeSnapshot>, EngineStats)>,
+    },
+    Fdb {
+        bridge: String,
+        tx: Tx<Vec<FdbRow>>,
+    },
+    Trace {
+        bridge: String,
+        in_port: String,
+        frame: Vec<u8>,
+        tx: Tx<TraceReport>,
+    },
+}
+
+/// Commands a running [`Engine`](super::Engine) from another thread, one
+/// method per command. Each waits until the polling thread has carried the
+/// command out: when it returns, the next batch sees the change. Cheap to
+/// clone.
+#[derive(Clone, Debug)]
+pub struct EngineHandle {
+    tx: Sender<Op>,
+    wake: Arc<EventFd>,
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Op")
+    }
+}
+
+impl EngineHandle {
+    /// How long a command may take before the caller gives up.
+    pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub(super) fn new(tx: Sender<Op>, wake: Arc<EventFd>) -> EngineHandle {
+        EngineHandle { tx, wake }
+    }
+
+    /// Sends the command `make` builds around its answer's sender, wakes
+    /// the polling thread and waits for the answer; drops what the thread
+    /// let go of here, on the caller's thread.
+    fn call<T>(&self, make: impl FnOnce(Tx<T>) -> Op) -> Result<T, CallError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        // On failure the unsent command, and whatever it carries, is
+        // dropped here.
+        self.tx.send(make(tx)).map_err(|_| CallError::Stopped)?;
+        if let Err(e) = self.wake.write(1) {
+            // The command is queued all the same: the thread carries it out
+            // after its current sleep (at most `Engine::max_sleep`).
+            tracing::warn!("waking the switch's polling thread: {e}");
+        }
+        let answer = rx.recv_timeout(Self::TIMEOUT).map_err(|e| match e {
+            crossbeam_channel::RecvTimeoutError::Timeout => CallError::TimedOut,
+            crossbeam_channel::RecvTimeoutError::Disconnected => CallError::Stopped,
+        })?;
+        drop(answer.garbage);
+        answer.result.map_err(CallError::Refused)
+    }
+
+    /// Adds a bridge (built, its ports open). A bridge of that name must
+    /// not exist; a refused bridge is closed here.
+    pub fn add_bridge(&self, bridge: Bridge) -> Result<(), CallError> {
+        self.call(|tx| Op::AddBridge {
+            bridge: Box::new(bridge),
+            tx,
+        })
+    }
+
+    /// Deletes a bridge; its ports are closed here.
+    pub fn del_bridge(&self, bridge: &str) -> Result<(), CallError> {
+        self.call(|tx| Op::DelBridge {
+            bridge: bridge.to_string(),
+            tx,
+        })
+    }
+
+    /// Adds an opened port to a bridge, with the buffers its QoS queues
+    /// need ([`QosConfig::buffers`]); a refused device is closed here.
+    pub fn add_port(
+        &self,
+        bridge: &str,
+        cfg: PortConfig,
+        dev: Device,
+        buffers: Vec<PacketBuf>,
+    ) -> Result<(), CallError> {
+        self.call(|tx| Op::AddPort {
+            bridge: bridge.to_string(),
+            cfg: Box::new(cfg),
+            dev,
+            buffers,
+            tx,
+        })
+    }
+
+    /// Changes a port's QoS (`None`: none), with buffers for queues deeper
+    /// than before; buffers no longer needed are freed here.
+    pub fn set_port_qos(
+        &self,
+        bridge: &str,
+        port: &str,
+        qos: Option<QosConfig>,
+        buffers: Vec<PacketBuf>,
+    ) -> Result<(), CallError> {
+        self.call(|tx| Op::SetPortQos {
+            bridge: bridge.to_string(),
+            port: port.to_string(),
+            qos: qos.map(Box::new),
+            buffers,
+            tx,
+        })
+    }
+
+    /// Adds or changes (keeping its counters) meter `id`: (rate bits/s,
+    /// burst bits); `None` deletes it.
+    pub fn set_meter(
+        &self,
+        bridge: &str,
+        id: u32,
+        meter: Option<(u64, u64)>,
+    ) -> Result<(), CallError> {
+        self.call(|tx| Op::SetMeter {
+            bridge: bridge.to_string(),
+            id,
+            meter,
+            tx,
+        })
+    }
+
+    /// Deletes a port; its device is closed here.
+    pub fn del_port(&self, bridge: &str, port: &str) -> Result<(), CallError> {
+        self.call(|tx| Op::DelPort {
+            bridge: bridge.to_string(),
+            port: port.to_string(),
+            tx,
+        })
+    }
+
+    /// Installs rules, all at once (each replaces a rule with the same
+    /// table, priority and match), installed at `now` (the caller's copy
+    /// of the tables uses the same time).
+    pub fn add_rules(
+        &self,
+        bridge: &str,
+        rules: Vec<Rule>,
+        now: Timestamp,
+    ) -> Result<RulesChanged, CallError> {
+        self.call(|tx| Op::AddRules {
+            bridge: bridge.to_string(),
+            rules,
+            now,
+            tx,
+        })
+    }
+
+    /// Deletes the rules `spec` selects (`strict`: exact match and
+    /// priority only).
+    pub fn del_rules(
+        &self,
+        bridge: &str,
+        spec: MatchSpec,
+        strict: bool,
+    ) -> Result<RulesChanged, CallError> {
+        self.call(|tx| Op::DelRules {
+            bridge: bridge.to_string(),
+            spec,
+            strict,
+            tx,
+        })
+    }
+
+    /// Replaces all rules at once with tables the caller built; the old
+    /// tables come back.
+    pub fn replace_rules(&self, bridge: &str, tables: FlowTables) -> Result<Replaced, CallError> {
+        self.call(|tx| Op::ReplaceRules {
+            bridge: bridge.to_string(),
+            tables: Box::new(tables),
+            tx,
+        })
+    }
+
+    /// Hands rules older rules' counters and times, after a replace (see
+    /// [`FlowTables::carry_list`]).
+    pub fn carry(&self, bridge: &str, list: Vec<(u32, RuleStats)>) -> Result<(), CallError> {
+        self.call(|tx| Op::Carry {
+            bridge: bridge.to_string(),
+            list,
+            tx,
+        })
+    }
+
+    /// The rules removed by timeouts since the last time this was asked.
+    pub fn take_expired(&self, bridge: &str) -> Result<Expired, CallError> {
+        self.call(|tx| Op::TakeExpired {
+            bridge: bridge.to_string(),
+            tx,
+        })
+    }
+
+    /// Forgets the learned MACs; returns how many there were.
+    pub fn flush_fdb(&self, bridge: &str) -> Result<usize, CallError> {
+        self.call(|tx| Op::FlushFdb {
+            bridge: bridge.to_string(),
+            tx,
+        })
+    }
+
+    /// The state of one bridge or all (`None`), with every rule when
+    /// `rules` (a copy of each), and the polling thread's counters.
+    pub fn snapshot(
+        &self,
+        bridge: Option<&str>,
+        rules: bool,
+    ) -> Result<(Vec<BridgeSnapshot>, EngineStats), CallError> {
+        self.call(|tx| Op::Snapshot {
+            bridge: bridge.map(str::to_string),
+            rules,
+            tx,
+        })
+    }
+
+    /// The learned MACs of a bridge.
+    pub fn fdb(&self, bridge: &str) -> Result<Vec<FdbRow>, CallError> {
+        self.call(|tx| Op::Fdb {
+            bridge: bridge.to_string(),
+            tx,
+        })
+    }
+
+    /// Traces `frame` arriving on port `in_port` through the live tables,
+    /// without changing anything.
+    pub fn trace(
+        &self,
+        bridge: &str,
+        in_port: &str,
+        frame: Vec<u8>,
+    ) -> Result<TraceReport, CallError> {
+        self.call(|tx| Op::Trace {
+            bridge: bridge.to_string(),
+            in_port: in_port.to_string(),
+            frame,
+            tx,
+        })
+    }
+}
+
+/// Sends an answer. The caller may have given up waiting; the answer (and
+/// whatever it carries) is then dropped here, on the polling thread.
+fn answer<T>(tx: &Tx<T>, a: Answer<T>) {
+    if tx.send(a).is_err() {
+        tracing::debug!("a command's caller stopped waiting before its answer");
+    }
+}
+
+/// Carries out one command (on the polling thread, between batches).
+/// `stats` are the thread's counters, for snapshots.
+pub(super) fn apply(bridges: &mut Vec<Bridge>, now: Timestamp, stats: EngineStats, op: Op) {
+    match op {
+        Op::AddBridge { bridge, tx } => answer(&tx, add_bridge(bridges, bridge)),
+        Op::DelBridge { bridge, tx } => answer(&tx, del_bridge(bridges, &bridge)),
+        Op::AddPort {
+            bridge,
+            cfg,
+            dev,
+            buffers,
+            tx,
+        } => answer(&tx, add_port(bridges, &bridge, *cfg, dev, buffers)),
+        Op::SetPortQos {
+            bridge,
+            port,
+            qos,
+            buffers,
+            tx,
+        } => answer(&tx, set_port_qos(bridges, &bridge, &port, qos, buffers)),
+        Op::SetMeter {
+            bridge,
+            id,
+            meter,
+            tx,
+        } => answer(&tx, set_meter(bridges, &bridge, id, meter)),
+        Op::DelPort { bridge, port, tx } => answer(&tx, del_port(bridges, &bridge, &port)),
+        Op::AddRules {
+            bridge,
+            rules,
+            now,
+            tx,
+        } => answer(&tx, add_rules(bridges, &bridge, rules, now)),
+        Op::DelRules {
+            bridge,
+            spec,
+            strict,
+            tx,
+        } => answer(&tx, del_rules(bridges, &bridge, &spec, strict, now)),
+        Op::ReplaceRules { bridge, tables, tx } => {
+            answer(&tx, replace_rules(bridges, &bridge, tables, now))
+        }
+        Op::Carry { bridge, list, tx } => answer(&tx, carry(bridges, &bridge, list)),
+        Op::TakeExpired { bridge, tx } => answer(&tx, with_bridge(bridges, &bridge, take_expired)),
+        Op::FlushFdb { bridge, tx } => answer(&tx, with_bridge(bridges, &bridge, flush_fdb)),
+        Op::Snapshot { bridge, rules, tx } => {
+            answer(&tx, snapshot(bridges, bridge.as_deref(), rules, now, stats))
+        }
+        Op::Fdb { bridge, tx } => answer(&tx, with_bridge(bridges, &bridge, |b| fdb(b, now))),
+        Op::Trace {
+            bridge,
+            in_port,
+            frame,
+            tx,
+        } => answer(&tx, trace(bridges, &bridge, &in_port, &frame, now)),
+    }
 }
 
 fn no_bridge(name: &str) -> String {
     format!("no bridge named {name}")
 }
 
-impl Engine {
-    fn bridge_mut(&mut self, name: &str) -> Option<&mut Bridge> {
-        self.bridges.iter_mut().find(|b| b.name() == name)
-    }
+fn no_port(bridge: &str, port: &str) -> String {
+    format!("bridge {bridge} has no port {port}")
+}
 
-    /// Carries out one command (on the polling thread, between batches).
-    pub(crate) fn apply(&mut self, op: Op) -> Reply {
-        use crate::clock::Clock;
-        let now = self.clock.now();
-        match op {
-            Op::AddBridge(b) => {
-                if self.bridges.iter().any(|x| x.name() == b.name()) {
-                    let msg = format!("bridge {} exists", b.name());
-                    return Reply::Failed(msg, garbage(b));
-                }
-                self.bridges.push(*b);
-                Reply::Done(None)
-            }
-            Op::DelBridge { bridge } => {
-                match self.bridges.iter().position(|b| b.name() == bridge) {
-                    Some(i) => Reply::Done(garbage(self.bridges.remove(i))),
-                    None => Reply::Failed(no_bridge(&bridge), None),
-                }
-            }
-            Op::AddPort {
-                bridge,
-                cfg,
-                dev,
-                buffers,
-            } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), garbage(dev));
-                };
-                match b.add_port(*cfg, dev, buffers) {
-                    Ok(_) => Reply::Done(None),
-                    Err(b) => {
-                        let (e, dev) = *b;
-                        Reply::Failed(e.to_string(), garbage(dev))
-                    }
-                }
-            }
-            Op::DelPort { bridge, port } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                match b.remove_port(&port) {
-                    Some(parts) => {
-                        b.push_xdp_rules();
-                        Reply::Done(garbage(parts))
-                    }
-                    None => Reply::Failed(format!("bridge {bridge} has no port {port}"), None),
-                }
-            }
-            Op::AddRules { bridge, rules, now } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                let (expired, expired_lost) = take_expired(b);
-                // Kernel drops so far belong to the rules as they were.
-                b.credit_xdp(now);
-                let count = rules.len();
-                for rule in rules {
-                    b.pipe().add_rule(rule, now);
-                }
-                b.push_xdp_rules();
-                Reply::Rules {
-                    count,
-                    expired,
-                    expired_lost,
-                    old: None,
-                }
-            }
-            Op::DelRules {
-                bridge,
-                spec,
-                strict,
-            } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                let (expired, expired_lost) = take_expired(b);
-                b.credit_xdp(now);
-                let count = b.pipe().delete_rules(&spec, strict);
-                if count > 0 {
-                    b.push_xdp_rules();
-                }
-                Reply::Rules {
-                    count,
-                    expired,
-                    expired_lost,
-                    old: None,
-                }
-            }
-            Op::ReplaceRules { bridge, tables } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), garbage(tables));
-                };
-                let (expired, expired_lost) = take_expired(b);
-                b.credit_xdp(now);
-                let count = tables.len();
-                let old = b.pipe().replace_rules(*tables);
-                b.push_xdp_rules();
-                Reply::Rules {
-                    count,
-                    expired,
-                    expired_lost,
-                    old: Some(Box::new(old)),
-                }
-            }
-            Op::Carry { bridge, list } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                b.pipe().carry(&list);
-                Reply::Done(garbage(list))
-            }
-            Op::TakeExpired { bridge } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                let (gone, lost) = take_expired(b);
-                Reply::Expired(gone, lost)
-            }
-            Op::SetPortQos {
-                bridge,
-                port,
-                qos,
-                buffers,
-            } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), garbage(buffers));
-                };
-                let Some(idx) = b.pipe().port_by_name(&port) else {
-                    return Reply::Failed(
-                        format!("bridge {bridge} has no port {port}"),
-                        garbage(buffers),
-                    );
-                };
-                let surplus = b.pipe().set_port_qos(idx, qos.map(|q| *q), buffers);
-                Reply::Done(garbage(surplus))
-            }
-            Op::SetMeter { bridge, id, meter } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                b.pipe()
-                    .set_meter(id, meter.map(|(r, burst)| crate::qos::Meter::new(r, burst)));
-                Reply::Done(None)
-            }
-            Op::FlushFdb { bridge } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                let n = b.pipe().mac_table().len();
-                b.pipe().flush_macs();
-                Reply::Count(n)
-            }
-            Op::Snapshot { bridge, rules } => {
-                let snaps: Vec<BridgeSnapshot> = self
-                    .bridges
-                    .iter_mut()
-                    .filter(|b| bridge.as_deref().is_none_or(|n| n == b.name()))
-                    .map(|b| b.snapshot(now, rules))
-                    .collect();
-                if let (Some(n), true) = (&bridge, snaps.is_empty()) {
-                    return Reply::Failed(no_bridge(n), None);
-                }
-                Reply::Snapshot(snaps, self.stats())
-            }
-            Op::Fdb { bridge } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                let pipe = b.pipe();
-                let rows = pipe
-                    .mac_table()
-                    .entries(now.secs())
-                    .into_iter()
-                    .map(|e| FdbRow {
-                        vlan: e.vlan,
-                        mac: crate::key::Mac(e.mac).to_string(),
-                        port: pipe
-                            .port_config(e.port)
-                            .map_or_else(|| format!("#{}", e.port), |c| c.name.clone()),
-                        age: e.age,
-                    })
-                    .collect();
-                Reply::Fdb(rows)
-            }
-            Op::Trace {
-                bridge,
-                in_port,
-                frame,
-            } => {
-                let Some(b) = self.bridge_mut(&bridge) else {
-                    return Reply::Failed(no_bridge(&bridge), None);
-                };
-                let pipe = b.pipe();
-                let Some(idx) = pipe.port_by_name(&in_port) else {
-                    return Reply::Failed(format!("bridge {bridge} has no port {in_port}"), None);
-                };
-                let events = pipe.trace_dry(idx, &frame, now);
-                let port_names = (0..pipe.n_ports() as u16)
-                    .map(|i| {
-                        pipe.port_config(i)
-                            .map_or_else(|| format!("#{i}"), |c| c.name.clone())
-                    })
-                    .collect();
-                Reply::Trace(TraceReport {
-                    events,
-                    port_names,
-                    warmup_frames: 0,
-                })
-            }
+fn bridge_mut<'a>(bridges: &'a mut [Bridge], name: &str) -> Option<&'a mut Bridge> {
+    bridges.iter_mut().find(|b| b.name() == name)
+}
+
+/// Runs `f` on bridge `name`, or refuses when there is none.
+fn with_bridge<T>(
+    bridges: &mut [Bridge],
+    name: &str,
+    f: impl FnOnce(&mut Bridge) -> T,
+) -> Answer<T> {
+    match bridge_mut(bridges, name) {
+        Some(b) => Answer::ok(f(b)),
+        None => Answer::refused(no_bridge(name), None),
+    }
+}
+
+fn add_bridge(bridges: &mut Vec<Bridge>, b: Box<Bridge>) -> Answer<()> {
+    if bridges.iter().any(|x| x.name() == b.name()) {
+        let msg = format!("bridge {} exists", b.name());
+        return Answer::refused(msg, garbage(b));
+    }
+    bridges.push(*b);
+    Answer::ok(())
+}
+
+fn del_bridge(bridges: &mut Vec<Bridge>, name: &str) -> Answer<()> {
+    match bridges.iter().position(|b| b.name() == name) {
+        Some(i) => Answer::ok_with((), garbage(bridges.remove(i))),
+        None => Answer::refused(no_bridge(name), None),
+    }
+}
+
+fn add_port(
+    bridges: &mut [Bridge],
+    bridge: &str,
+    cfg: PortConfig,
+    dev: Device,
+    buffers: Vec<PacketBuf>,
+) -> Answer<()> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), garbage(dev));
+    };
+    match b.add_port(cfg, dev, buffers) {
+        Ok(_) => Answer::ok(()),
+        Err(b) => {
+            let (e, dev) = *b;
+            Answer::refused(e.to_string(), garbage(dev))
         }
     }
+}
+
+fn del_port(bridges: &mut [Bridge], bridge: &str, port: &str) -> Answer<()> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), None);
+    };
+    match b.remove_port(port) {
+        Some(parts) => {
+            b.push_xdp_rules();
+            Answer::ok_with((), garbage(parts))
+        }
+        None => Answer::refused(no_port(bridge, port), None),
+    }
+}
+
+/// Rules removed by timeouts since the last call, and whether the log lost
+/// some (then the caller must take all rules afresh).
+fn take_expired(b: &mut Bridge) -> Expired {
+    let (gone, lost) = b.pipe().drain_removed();
+    Expired {
+        rules: gone
+            .into_iter()
+            .map(|r| (r.rule.rule, r.rule.stats.installed))
+            .collect(),
+        lost,
+    }
+}
+
+fn add_rules(
+    bridges: &mut [Bridge],
+    bridge: &str,
+    rules: Vec<Rule>,
+    now: Timestamp,
+) -> Answer<RulesChanged> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), None);
+    };
+    let expired = take_expired(b);
+    // Kernel drops so far belong to the rules as they were.
+    b.credit_xdp(now);
+    let count = rules.len();
+    for rule in rules {
+        b.pipe().add_rule(rule, now);
+    }
+    b.push_xdp_rules();
+    Answer::ok(RulesChanged { count, expired })
+}
+
+fn del_rules(
+    bridges: &mut [Bridge],
+    bridge: &str,
+    spec: &MatchSpec,
+    strict: bool,
+    now: Timestamp,
+) -> Answer<RulesChanged> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), None);
+    };
+    let expired = take_expired(b);
+    b.credit_xdp(now);
+    let count = b.pipe().delete_rules(spec, strict);
+    if count > 0 {
+        b.push_xdp_rules();
+    }
+    Answer::ok(RulesChanged { count, expired })
+}
+
+fn replace_rules(
+    bridges: &mut [Bridge],
+    bridge: &str,
+    tables: Box<FlowTables>,
+    now: Timestamp,
+) -> Answer<Replaced> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), garbage(tables));
+    };
+    let expired = take_expired(b);
+    b.credit_xdp(now);
+    let count = tables.len();
+    let old = b.pipe().replace_rules(*tables);
+    b.push_xdp_rules();
+    Answer::ok(Replaced {
+        count,
+        expired,
+        old: Box::new(old),
+    })
+}
+
+fn carry(bridges: &mut [Bridge], bridge: &str, list: Vec<(u32, RuleStats)>) -> Answer<()> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), None);
+    };
+    b.pipe().carry(&list);
+    Answer::ok_with((), garbage(list))
+}
+
+fn set_port_qos(
+    bridges: &mut [Bridge],
+    bridge: &str,
+    port: &str,
+    qos: Option<Box<QosConfig>>,
+    buffers: Vec<PacketBuf>,
+) -> Answer<()> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), garbage(buffers));
+    };
+    let Some(idx) = b.pipe().port_by_name(port) else {
+        return Answer::refused(no_port(bridge, port), garbage(buffers));
+    };
+    let surplus = b.pipe().set_port_qos(idx, qos.map(|q| *q), buffers);
+    Answer::ok_with((), garbage(surplus))
+}
+
+fn set_meter(
+    bridges: &mut [Bridge],
+    bridge: &str,
+    id: u32,
+    meter: Option<(u64, u64)>,
+) -> Answer<()> {
+    with_bridge(bridges, bridge, |b| {
+        b.pipe()
+            .set_meter(id, meter.map(|(r, burst)| Meter::new(r, burst)));
+    })
+}
+
+fn flush_fdb(b: &mut Bridge) -> usize {
+    let n = b.pipe().mac_table().len();
+    b.pipe().flush_macs();
+    n
+}
+
+fn snapshot(
+    bridges: &mut [Bridge],
+    bridge: Option<&str>,
+    rules: bool,
+    now: Timestamp,
+    stats: EngineStats,
+) -> Answer<(Vec<BridgeSnapshot>, EngineStats)> {
+    let snaps: Vec<BridgeSnapshot> = bridges
+        .iter_mut()
+        .filter(|b| bridge.is_none_or(|n| n == b.name()))
+        .map(|b| b.snapshot(now, rules))
+        .collect();
+    if let (Some(n), true) = (bridge, snaps.is_empty()) {
+        return Answer::refused(no_bridge(n), None);
+    }
+    Answer::ok((snaps, stats))
+}
+
+fn fdb(b: &mut Bridge, now: Timestamp) -> Vec<FdbRow> {
+    let pipe = b.pipe();
+    pipe.mac_table()
+        .entries(now.secs())
+        .into_iter()
+        .map(|e| FdbRow {
+            vlan: e.vlan,
+            mac: Mac(e.mac).to_string(),
+            port: pipe
+                .port_config(e.port)
+                .map_or_else(|| format!("#{}", e.port), |c| c.name.clone()),
+            age: e.age,
+        })
+        .collect()
+}
+
+fn trace(
+    bridges: &mut [Bridge],
+    bridge: &str,
+    in_port: &str,
+    frame: &[u8],
+    now: Timestamp,
+) -> Answer<TraceReport> {
+    let Some(b) = bridge_mut(bridges, bridge) else {
+        return Answer::refused(no_bridge(bridge), None);
+    };
+    let pipe = b.pipe();
+    let Some(idx) = pipe.port_by_name(in_port) else {
+        return Answer::refused(no_port(bridge, in_port), None);
+    };
+    let events = pipe.trace_dry(idx, frame, now);
+    let port_names = (0..pipe.n_ports() as u16)
+        .map(|i| {
+            pipe.port_config(i)
+                .map_or_else(|| format!("#{i}"), |c| c.name.clone())
+        })
+        .collect();
+    Answer::ok(TraceReport {
+        events,
+        port_names,
+        warmup_frames: 0,
+    })
 }
 
 // Commands cross threads: everything they carry must be Send.
 const _: fn() = || {
     fn send<T: Send>() {}
-    send::<Request>();
-    send::<Reply>();
-    send::<crate::engine::EngineHandle>();
+    send::<Op>();
+    send::<EngineHandle>();
 };

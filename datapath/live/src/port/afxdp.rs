@@ -21,10 +21,11 @@ use xsk_rs::config::{BindFlags, FrameSize, LibxdpFlags, QueueSize, SocketConfig,
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use xsw_ebpf::{AttachMode, XdpProgram};
 
+use xsw_datapath::clock::{Clock, Timestamp};
+use xsw_datapath::packet::{Batch, PacketBuf, PacketMeta};
+use xsw_datapath::port::{BackendStats, Port, PortError};
+
 use super::netdev::{self, NetdevInfo};
-use super::{BackendStats, Port, PortError};
-use crate::clock::Clock;
-use crate::packet::{Batch, PacketBuf, PacketMeta};
 
 /// Size of a UMEM chunk (the kernel's limit for AF_XDP chunks is a page).
 pub const CHUNK_SIZE: u32 = 4096;
@@ -102,6 +103,8 @@ pub struct AfXdpPort {
     next_rx: usize,
     stats: BackendStats,
     gone: bool,
+    /// Fill-ring wakeups that failed (the first is logged).
+    wakeup_errors: u64,
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -245,7 +248,13 @@ impl AfXdpPort {
             queues.push(queue);
         }
         if opts.host_pass {
-            let (v4, v6) = netdev::host_addrs(iface);
+            // Without the list, ARP and neighbour solicitations for the
+            // host's addresses go to the switch (the host's MAC still
+            // passes): worth a warning, not a refusal.
+            let (v4, v6) = netdev::host_addrs(iface).unwrap_or_else(|e| {
+                tracing::warn!("port {name}: reading the host's addresses on {iface}: {e}");
+                (Vec::new(), Vec::new())
+            });
             xdp.set_host_addrs(&v4, &v6)?;
         }
         xdp.configure(opts.ofport, opts.host_pass, info.mac)?;
@@ -258,6 +267,7 @@ impl AfXdpPort {
             next_rx: 0,
             stats: BackendStats::default(),
             gone: false,
+            wakeup_errors: 0,
         })
     }
 
@@ -287,13 +297,7 @@ impl AfXdpPort {
     }
 
     /// Reads chunks from one queue into the batch; returns frames added.
-    fn rx_queue(
-        &mut self,
-        qi: usize,
-        batch: &mut Batch,
-        port_index: u16,
-        now: crate::Timestamp,
-    ) -> usize {
+    fn rx_queue(&mut self, qi: usize, batch: &mut Batch, port_index: u16, now: Timestamp) -> usize {
         let q = &mut self.queues[qi];
         let mut added = 0;
         // A frame being assembled from chunks: (started, oversize).
@@ -355,7 +359,14 @@ impl AfXdpPort {
             }
             if q.fq.needs_wakeup() {
                 let fd = q.rx.fd_mut();
-                let _ = q.fq.wakeup(fd, 0);
+                // A failed wakeup only delays the kernel's refill until
+                // the next poll of this queue: counted, not fatal.
+                if let Err(e) = q.fq.wakeup(fd, 0) {
+                    if self.wakeup_errors == 0 {
+                        tracing::warn!("port {}: fill ring wakeup: {e}", self.name);
+                    }
+                    self.wakeup_errors += 1;
+                }
             }
             if open.is_none() && (batch.is_full() || n < want) {
                 break;
@@ -373,6 +384,8 @@ impl AfXdpPort {
         // Each socket has its own kernel counters: the port's are the sums.
         let (mut dropped, mut full, mut empty) = (0, 0, 0);
         for q in &self.queues {
+            // A socket whose counters cannot be read adds nothing this
+            // time (its sum shows again at the next refresh).
             if let Ok(s) = q.rx.fd().xdp_statistics() {
                 dropped += s.rx_dropped();
                 full += s.rx_ring_full();
@@ -456,6 +469,7 @@ impl Port for AfXdpPort {
                     let mut chunk = unsafe { q.umem.data_mut(&mut d) };
                     let mut c = chunk.cursor();
                     c.set_pos(0);
+                    // Cannot fail: `part` is at most one chunk's usable bytes.
                     let _ = io::Write::write_all(&mut c, part);
                 }
                 d.set_options(if i + 1 < need { XDP_PKT_CONTD } else { 0 });
@@ -500,11 +514,19 @@ impl Port for AfXdpPort {
 
     fn flush(&mut self) -> Result<(), PortError> {
         self.refresh_counters();
-        if netdev::ifindex(&self.info.name) != Some(self.info.ifindex) {
-            self.gone = true;
-            return Err(PortError::Gone);
+        match crate::sys::if_nametoindex(&self.info.name) {
+            Ok(i) if i == self.info.ifindex => Ok(()),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                // Not an answer about the interface (out of descriptors,
+                // say): the port stays up and is checked again next time.
+                tracing::warn!("port {}: checking {}: {e}", self.name, self.info.name);
+                Ok(())
+            }
+            _ => {
+                self.gone = true;
+                Err(PortError::Gone)
+            }
         }
-        Ok(())
     }
 }
 
@@ -513,7 +535,9 @@ impl Drop for AfXdpPort {
         // Detach first so no frame is redirected to a closing socket.
         self.xdp.detach();
         for q in &self.queues {
-            let _ = self.xdp.clear_socket(q.id);
+            if let Err(e) = self.xdp.clear_socket(q.id) {
+                tracing::debug!("port {}: queue {}: {e}", self.name, q.id);
+            }
         }
     }
 }

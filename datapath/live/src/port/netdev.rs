@@ -2,10 +2,11 @@
 //! MAC, MTU, rx queues and the host's addresses on it; and bringing one up.
 //! Sysfs and `getifaddrs` where they suffice, ioctls where they do not.
 
-use std::ffi::CString;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
+
+use crate::sys;
 
 /// Facts about an interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,13 +23,10 @@ pub struct NetdevInfo {
     pub rx_queues: u32,
 }
 
-/// The index of interface `name`, or `None` when it does not exist.
+/// The index of interface `name`, or `None` when it does not exist (or its
+/// name is not a valid interface name).
 pub fn ifindex(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call;
-    // if_nametoindex only reads it.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
+    sys::if_nametoindex(name).ok()
 }
 
 fn sysfs(name: &str, file: &str) -> io::Result<String> {
@@ -79,111 +77,25 @@ pub fn info(name: &str) -> io::Result<NetdevInfo> {
 }
 
 /// The host's IPv4 and IPv6 addresses on interface `name`.
-pub fn host_addrs(name: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
-    let mut v4 = Vec::new();
-    let mut v6 = Vec::new();
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs writes a list head into `head`; on success we walk
-    // the list read-only and free it exactly once below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return (v4, v6);
-    }
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, which stays
-        // valid until freeifaddrs; its name is a NUL-terminated string and
-        // `ifa_addr`, when non-null, points at a sockaddr whose family field
-        // tells its real type, which we check before casting.
-        unsafe {
-            let ifa = &*cur;
-            let n = std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy();
-            if n == name && !ifa.ifa_addr.is_null() {
-                match (*ifa.ifa_addr).sa_family as i32 {
-                    libc::AF_INET => {
-                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        v4.push(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)));
-                    }
-                    libc::AF_INET6 => {
-                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                        v6.push(Ipv6Addr::from(sa.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
-            }
-            cur = ifa.ifa_next;
-        }
-    }
-    // SAFETY: `head` came from a successful getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    (v4, v6)
-}
-
-fn ifreq(name: &str) -> io::Result<libc::ifreq> {
-    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "interface name `{name}` must be 1-{} bytes",
-                libc::IFNAMSIZ - 1
-            ),
-        ));
-    }
-    // SAFETY: ifreq is a plain C struct for which all-zero bytes are valid.
-    let mut r: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in r.ifr_name.iter_mut().zip(name.bytes()) {
-        *d = s as libc::c_char;
-    }
-    Ok(r)
-}
-
-fn ctl_socket() -> io::Result<std::os::fd::OwnedFd> {
-    // SAFETY: plain socket(2) call; the returned descriptor is checked and
-    // then owned by OwnedFd, which closes it.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+pub fn host_addrs(name: &str) -> io::Result<(Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
+    sys::if_addrs(name)
 }
 
 /// Sets interface `name` up (like `ip link set NAME up`).
 pub fn set_up(name: &str) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let s = ctl_socket()?;
-    let mut r = ifreq(name)?;
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the `ifr_flags`
-    // member of the ifreq we own, for the named interface.
-    unsafe {
-        if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut r) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        r.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &r) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    let flags = sys::if_flags(name)?;
+    sys::set_if_flags(name, flags | sys::IFF_UP)
 }
 
 /// Sets interface `name`'s MTU.
 pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let s = ctl_socket()?;
-    let mut r = ifreq(name)?;
-    r.ifr_ifru.ifru_mtu = mtu as libc::c_int;
-    // SAFETY: SIOCSIFMTU reads the `ifr_mtu` member of the ifreq we own.
-    if unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFMTU, &r) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    sys::set_if_mtu(name, mtu)
 }
 
 /// True when this process runs as root (the fast path needs CAP_NET_ADMIN,
 /// CAP_NET_RAW and CAP_BPF; root has them).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    sys::geteuid() == 0
 }
 
 #[cfg(test)]
@@ -198,6 +110,6 @@ mod tests {
         let e = info("xsw-no-such-if").expect_err("missing");
         assert!(e.to_string().contains("no interface named"));
         assert_eq!(parse_mac("02:00:00:00:00:0a"), Some([2, 0, 0, 0, 0, 10]));
-        assert!(ifreq("a-name-that-is-way-too-long").is_err());
+        assert!(set_up("a-name-that-is-way-too-long").is_err());
     }
 }
