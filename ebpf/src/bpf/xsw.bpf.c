@@ -1,4 +1,10 @@
-// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Licence: the workspace is Apache-2.0, but this program is loaded into the
+ * kernel and calls GPL-only helpers, so it must declare a GPL-compatible
+ * licence. It is dual-licensed GPL-2.0-only or BSD-2-Clause, which the
+ * kernel calls "Dual BSD/GPL" (the LICENSE section at the end says the same).
+ */
 /*
  * xsw's XDP classifier: one entry point per port, run on every frame the
  * port receives. It decides, in this order:
@@ -14,8 +20,8 @@
  *             queue (XSKMAP), where the switch pipeline handles it.
  *
  * Drop rules match on the first four words of xsw's flow key (in_port,
- * dl_type, vlan_tci, nw_proto, nw_tos, dl_src/dst, tp_src/dst, nw_src/dst),
- * extracted here with the same Open vSwitch rules the userspace parser uses.
+ * dl_type, vlan_tci, nw_proto, nw_tos, dl_src/dst, tp_src/dst, nw_src/dst;
+ * the layout is in xsw_abi.h, shared with userspace), extracted here with the same Open vSwitch rules the userspace parser uses.
  * When this program cannot be sure of a field a rule needs (IPv6 L3/L4,
  * 802.3 frames, truncated tags), it stops and lets userspace decide: a drop
  * here is only ever an early copy of userspace's own decision.
@@ -25,58 +31,29 @@
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define MAX_QUEUES 64
-#define MAX_RULES 64
-#define MAX_HOST_ADDRS 64
+#include "xsw_abi.h"
 
-enum verdict {
-    V_PASS_HOST = 0,    /* to the host stack */
-    V_DROP_RULE = 1,    /* dropped by a rule */
-    V_REDIRECT = 2,     /* to the AF_XDP socket */
-    V_NO_SOCKET = 3,    /* meant for the socket, but none on this queue: dropped */
-    V_DISABLED = 4,     /* port not configured yet: passed */
-    N_VERDICTS = 5,
-};
-
-/* Per-port configuration (one entry). */
-struct xsw_cfg {
-    __u32 enabled;      /* 0: pass everything (not yet configured) */
-    __u32 host_pass;    /* 1: pass frames for the host's addresses */
-    __u16 ofport;       /* this port's OpenFlow number */
-    __u8 mac[6];        /* the interface's MAC */
-    __u32 n_rules;      /* drop rules loaded */
-};
-
-/* A drop rule over the first four key words: match when (k & mask) == value. */
-struct xsw_rule {
-    __u64 mask[4];
-    __u64 value[4];
-    __u32 needs_l3;     /* the rule reads IPv4/ARP/L4 fields */
-    __u32 pad;
-};
-
-struct rule_hits {
-    __u64 packets;
-    __u64 bytes;
-};
-
-struct v6addr {
-    __u8 a[16];
-};
+/* ICMPv6 neighbour solicitation (RFC 4861); the uapi headers lack a name. */
+#define ICMPV6_NEIGHBOUR_SOLICITATION 135
+/* ARP hardware type Ethernet: ARPHRD_ETHER of linux/if_arp.h, which cannot
+ * be included here (it pulls in libc headers). */
+#define ARPHRD_ETHER 1
 
 struct {
     __uint(type, BPF_MAP_TYPE_XSKMAP);
-    __uint(max_entries, MAX_QUEUES);
+    __uint(max_entries, XSW_MAX_QUEUES);
     __type(key, __u32);
     __type(value, __u32);
 } xsks SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, N_VERDICTS);
+    __uint(max_entries, XSW_N_VERDICTS);
     __type(key, __u32);
     __type(value, __u64);
 } verdicts SEC(".maps");
@@ -90,28 +67,28 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, MAX_RULES);
+    __uint(max_entries, XSW_MAX_RULES);
     __type(key, __u32);
     __type(value, struct xsw_rule);
 } rules SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, MAX_RULES);
+    __uint(max_entries, XSW_MAX_RULES);
     __type(key, __u32);
     __type(value, struct rule_hits);
 } hits SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, MAX_HOST_ADDRS);
+    __uint(max_entries, XSW_MAX_HOST_ADDRS);
     __type(key, __u32);
     __type(value, __u8);
 } host_v4 SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, MAX_HOST_ADDRS);
+    __uint(max_entries, XSW_MAX_HOST_ADDRS);
     __type(key, struct v6addr);
     __type(value, __u8);
 } host_v6 SEC(".maps");
@@ -141,7 +118,7 @@ static __always_inline __u32 rd32(const __u8 *p)
 
 /* Parse result: the key's first four words and what could not be parsed. */
 struct fkey {
-    __u64 w[4];
+    __u64 w[XSW_KEY_WORDS];
     __u32 l3_unknown;   /* IPv6, 802.3 or a truncated tag: L3/L4 fields unknown */
     __u32 is_arp;
     __u32 arp_tpa;
@@ -165,9 +142,9 @@ static __always_inline int extract(void *data, void *data_end, __u32 full, __u16
         return -1;
     __u64 dst = mac48(p), src = mac48(p + 6);
     __u16 t0 = rd16(p + 12);
-    if (t0 == 0x8100 || t0 == 0x88a8) {
+    if (t0 == ETH_P_8021Q || t0 == ETH_P_8021AD) {
         if (p + 18 <= (__u8 *)data_end) {
-            tci = rd16(p + 14) | 0x1000;
+            tci = rd16(p + 14) | XSW_VLAN_CFI;
             off = 16;
         } else {
             k->l3_unknown = 1;
@@ -177,14 +154,14 @@ static __always_inline int extract(void *data, void *data_end, __u32 full, __u16
         return -1;
     dl_type = rd16(p + off);
     off += 2;
-    if (dl_type < 0x600) {
+    if (dl_type < ETH_P_802_3_MIN) {
         /* 802.3: userspace looks for LLC/SNAP; leave it to userspace. */
         k->l3_unknown = 1;
-        dl_type = 0x05ff;
+        dl_type = XSW_DL_TYPE_NOT_ETH_TYPE;
     }
 
     __u8 *l3 = p + off;
-    if (!k->l3_unknown && dl_type == 0x0800) {
+    if (!k->l3_unknown && dl_type == ETH_P_IP) {
         /* Lengths are checked against the whole frame (jumbo frames arrive
          * in fragments; the headers are always in the first). */
         if (l3 + 20 <= (__u8 *)data_end && full > off) {
@@ -201,7 +178,7 @@ static __always_inline int extract(void *data, void *data_end, __u32 full, __u16
                 if (!(frag & 0x3fff) && ihl <= 60) {
                     __u8 *l4 = l3 + ihl;
                     __u32 l4len = tot - ihl;
-                    if (proto == 6) {
+                    if (proto == IPPROTO_TCP) {
                         if (l4 + 20 <= (__u8 *)data_end && l4len >= 20) {
                             __u32 doff = (l4[12] >> 4) * 4;
                             if (doff >= 20 && l4len >= doff) {
@@ -209,17 +186,18 @@ static __always_inline int extract(void *data, void *data_end, __u32 full, __u16
                                 tp_dst = rd16(l4 + 2);
                             }
                         }
-                    } else if (proto == 17) {
+                    } else if (proto == IPPROTO_UDP) {
                         if (l4 + 8 <= (__u8 *)data_end && l4len >= 8) {
                             tp_src = rd16(l4);
                             tp_dst = rd16(l4 + 2);
                         }
-                    } else if (proto == 132) {
+                    } else if (proto == IPPROTO_SCTP) {
                         if (l4 + 12 <= (__u8 *)data_end && l4len >= 12) {
                             tp_src = rd16(l4);
                             tp_dst = rd16(l4 + 2);
                         }
-                    } else if (proto == 1 || proto == 2 || proto == 58) {
+                    } else if (proto == IPPROTO_ICMP || proto == IPPROTO_IGMP ||
+                               proto == IPPROTO_ICMPV6) {
                         if (l4 + 8 <= (__u8 *)data_end && l4len >= 8) {
                             tp_src = l4[0];
                             tp_dst = l4[1];
@@ -228,10 +206,10 @@ static __always_inline int extract(void *data, void *data_end, __u32 full, __u16
                 }
             }
         }
-    } else if (!k->l3_unknown && (dl_type == 0x0806 || dl_type == 0x8035)) {
+    } else if (!k->l3_unknown && (dl_type == ETH_P_ARP || dl_type == ETH_P_RARP)) {
         k->is_arp = 1;
-        if (l3 + 28 <= (__u8 *)data_end && rd16(l3) == 1 && rd16(l3 + 2) == 0x0800 &&
-            l3[4] == 6 && l3[5] == 4) {
+        if (l3 + 28 <= (__u8 *)data_end && rd16(l3) == ARPHRD_ETHER && rd16(l3 + 2) == ETH_P_IP &&
+            l3[4] == ETH_ALEN && l3[5] == 4) {
             nw_src = rd32(l3 + 14);
             nw_dst = rd32(l3 + 24);
             k->arp_tpa = nw_dst;
@@ -239,21 +217,29 @@ static __always_inline int extract(void *data, void *data_end, __u32 full, __u16
             if (op <= 0xff)
                 proto = op;
         }
-    } else if (!k->l3_unknown && dl_type == 0x86dd) {
+    } else if (!k->l3_unknown && dl_type == ETH_P_IPV6) {
         /* IPv6 L3/L4 fields are left to userspace; spot NS for host-pass. */
         k->l3_unknown = 1;
-        if (l3 + 40 + 24 <= (__u8 *)data_end && l3[6] == 58) {
+        if (l3 + 40 + 24 <= (__u8 *)data_end && l3[6] == IPPROTO_ICMPV6) {
             __u8 *icmp = l3 + 40;
-            if (icmp[0] == 135) {
+            if (icmp[0] == ICMPV6_NEIGHBOUR_SOLICITATION) {
                 __builtin_memcpy(k->ns_tgt, icmp + 8, 16);
                 k->ns_target = 1;
             }
         }
     }
-    k->w[0] = (__u64)ofport | (dl_type << 16) | (tci << 32) | (proto << 48) | (tos << 56);
-    k->w[1] = src | (tp_src << 48);
-    k->w[2] = dst | (tp_dst << 48);
-    k->w[3] = nw_src | (nw_dst << 32);
+    /* k->w is all zero here (the caller's key starts empty). */
+    XSW_KEY_SET(k->w, XSW_KEY_IN_PORT, ofport);
+    XSW_KEY_SET(k->w, XSW_KEY_DL_TYPE, dl_type);
+    XSW_KEY_SET(k->w, XSW_KEY_VLAN_TCI, tci);
+    XSW_KEY_SET(k->w, XSW_KEY_NW_PROTO, proto);
+    XSW_KEY_SET(k->w, XSW_KEY_NW_TOS, tos);
+    XSW_KEY_SET(k->w, XSW_KEY_DL_SRC, src);
+    XSW_KEY_SET(k->w, XSW_KEY_TP_SRC, tp_src);
+    XSW_KEY_SET(k->w, XSW_KEY_DL_DST, dst);
+    XSW_KEY_SET(k->w, XSW_KEY_TP_DST, tp_dst);
+    XSW_KEY_SET(k->w, XSW_KEY_NW_SRC, nw_src);
+    XSW_KEY_SET(k->w, XSW_KEY_NW_DST, nw_dst);
     return 0;
 }
 
@@ -265,7 +251,7 @@ int xsw_port(struct xdp_md *ctx)
     __u32 zero = 0;
     struct xsw_cfg *c = bpf_map_lookup_elem(&cfg, &zero);
     if (!c || !c->enabled) {
-        count(V_DISABLED);
+        count(XSW_V_DISABLED);
         return XDP_PASS;
     }
 
@@ -273,24 +259,24 @@ int xsw_port(struct xdp_md *ctx)
     if (extract(data, data_end, bpf_xdp_get_buff_len(ctx), c->ofport, &k) == 0) {
         /* 1. The host's own traffic. */
         if (c->host_pass) {
-            __u64 dst = k.w[2] & 0xffffffffffffULL;
+            __u64 dst = XSW_KEY_GET(k.w, XSW_KEY_DL_DST);
             if (dst == mac48(c->mac)) {
-                count(V_PASS_HOST);
+                count(XSW_V_PASS_HOST);
                 return XDP_PASS;
             }
             if (k.is_arp && k.arp_tpa && bpf_map_lookup_elem(&host_v4, &k.arp_tpa)) {
-                count(V_PASS_HOST);
+                count(XSW_V_PASS_HOST);
                 return XDP_PASS;
             }
             if (k.ns_target && bpf_map_lookup_elem(&host_v6, k.ns_tgt)) {
-                count(V_PASS_HOST);
+                count(XSW_V_PASS_HOST);
                 return XDP_PASS;
             }
         }
 
         /* 2. Drop rules, highest priority first. */
         __u32 n = c->n_rules;
-        for (__u32 i = 0; i < MAX_RULES; i++) {
+        for (__u32 i = 0; i < XSW_MAX_RULES; i++) {
             if (i >= n)
                 break;
             /* A copy for the lookup keeps the loop counter in a register,
@@ -308,7 +294,7 @@ int xsw_port(struct xdp_md *ctx)
                     h->packets += 1;
                     h->bytes += bpf_xdp_get_buff_len(ctx);
                 }
-                count(V_DROP_RULE);
+                count(XSW_V_DROP_RULE);
                 return XDP_DROP;
             }
         }
@@ -316,8 +302,9 @@ int xsw_port(struct xdp_md *ctx)
 
     /* 3. The switch. */
     int ret = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_DROP);
-    count(ret == XDP_REDIRECT ? V_REDIRECT : V_NO_SOCKET);
+    count(ret == XDP_REDIRECT ? XSW_V_REDIRECT : XSW_V_NO_SOCKET);
     return ret;
 }
 
+/* GPL-2.0-only OR BSD-2-Clause, as the SPDX line at the top says. */
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
