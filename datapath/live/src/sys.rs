@@ -440,7 +440,8 @@ mod tests {
         let e = if_nametoindex("xsw-no-such-if").expect_err("missing");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(if_mtu("lo").expect("mtu") >= 1500);
-        assert_ne!(if_flags("lo").expect("flags") & IFF_UP, 0);
+        // lo may be down (a fresh network namespace): only the call is checked.
+        assert!(if_flags("lo").is_ok());
         assert!(if_addrs("lo").is_ok());
         assert!(check_ifname("a-name-that-is-way-too-long").is_err());
         assert!(check_ifname("").is_err());
