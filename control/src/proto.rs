@@ -1194,6 +1194,32 @@ mod tests {
         assert_eq!(s, r#"{"version":1,"id":2,"cmd":"hello"}"#);
     }
 
+    /// `args` must be an object: an array or null is refused, with the
+    /// messages the protocol has always given.
+    #[test]
+    fn args_are_an_object() {
+        let err = |l: &str| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            serde_json::from_value::<Request>(v)
+                .map(|r| format!("{:?}", r.cmd))
+                .expect_err(l)
+                .to_string()
+        };
+        assert_eq!(
+            err(r#"{"version":1,"cmd":"show","args":["br0"]}"#),
+            "invalid type: sequence, expected struct variant Command::Show"
+        );
+        assert_eq!(
+            err(r#"{"version":1,"cmd":"fdb.show","args":null}"#),
+            "invalid type: null, expected struct variant Command::FdbShow"
+        );
+        assert_eq!(err(r#"{"version":1,"cmd":"show"}"#), "missing field `args`");
+        assert_eq!(
+            err(r#"{"version":1,"cmd":"flow.del","args":{"bridge":"b","matches":"ip"}}"#),
+            "unknown field `matches`, expected one of `bridge`, `match`, `strict`"
+        );
+    }
+
     /// Serialises `r` as the daemon does, and reads it back as the client.
     fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
         r: &T,
@@ -1313,6 +1339,34 @@ mod tests {
             serde_json::to_value(FdbEntry::from(row)).expect("json"),
             want
         );
+    }
+
+    /// The stats file's bridges and the dump's rules, too.
+    #[test]
+    fn bridge_reports_serialise_as_the_engines() {
+        use xsw_datapath::engine as e;
+        let rule = xsw_datapath::flow::parse_flow("priority=5,ip,actions=drop", &()).expect("rule");
+        let snap = e::BridgeSnapshot {
+            name: "br0".into(),
+            ports: vec![],
+            rules: Some(vec![e::RuleSnapshot {
+                rule,
+                stats: Default::default(),
+                in_xdp: true,
+            }]),
+            n_rules: 1,
+            tables: vec![],
+            mac_entries: 2,
+            mac_max: 10,
+            meters: vec![],
+            emc: (0, 0),
+            at: xsw_datapath::Timestamp(5_000_000_000),
+        };
+        assert_eq!(
+            serde_json::to_value(BridgeReport::from(&snap)).expect("json"),
+            serde_json::to_value(snap.report()).expect("engine json")
+        );
+        round_trip(&BridgeReport::from(&snap));
     }
 
     #[test]
