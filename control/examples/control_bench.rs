@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use xsw_control::client::Client;
-use xsw_control::proto::Command as Req;
+use xsw_control::proto::{BridgeAdd, FlowAdd, FlowDel, FlowReplace, PortAdd};
 use xsw_control::spec::PortSpec;
 
 fn sh(args: &[&str]) -> Result<(), String> {
@@ -137,27 +137,22 @@ fn main() -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let call = |c: &mut Client, r: Req| c.call(r).map_err(|e| e.to_string());
-    call(
-        &mut c,
-        Req::BridgeAdd {
-            name: "br0".into(),
-            mac_aging: None,
-            mac_table_size: None,
-        },
-    )?;
+    c.call(BridgeAdd {
+        name: "br0".into(),
+        mac_aging: None,
+        mac_table_size: None,
+    })
+    .map_err(|e| e.to_string())?;
     for (name, iface) in [("a", "ba"), ("b", "bb")] {
         let port: PortSpec = serde_json::from_value(serde_json::json!({
             "name": name, "ofport": 0, "interface": iface
         }))
         .map_err(|e| e.to_string())?;
-        call(
-            &mut c,
-            Req::PortAdd {
-                bridge: "br0".into(),
-                port: Box::new(port),
-            },
-        )?;
+        c.call(PortAdd {
+            bridge: "br0".into(),
+            port: Box::new(port),
+        })
+        .map_err(|e| e.to_string())?;
     }
 
     println!(
@@ -171,26 +166,23 @@ fn main() -> Result<(), String> {
     // Single adds, one request each, on a small table and on a 10,000-rule one.
     for (base, n) in [(0usize, 500usize), (10_000, 200)] {
         if base > 0 {
-            call(
-                &mut c,
-                Req::FlowReplace {
-                    bridge: "br0".into(),
-                    flows: rules(base, 1),
-                },
-            )?;
+            c.call(FlowReplace {
+                bridge: "br0".into(),
+                flows: rules(base, 1),
+            })
+            .map_err(|e| e.to_string())?;
         }
         let mut effect = Vec::new();
         let one = rules(n, 2);
         let t = Instant::now();
         for r in one {
-            let v = call(
-                &mut c,
-                Req::FlowAdd {
+            let v = c
+                .call(FlowAdd {
                     bridge: "br0".into(),
                     flows: vec![r],
-                },
-            )?;
-            effect.push(v["effect_us"].as_f64().unwrap_or(0.0));
+                })
+                .map_err(|e| e.to_string())?;
+            effect.push(v.effect_us as f64);
         }
         let rate = n as f64 / t.elapsed().as_secs_f64();
         println!(
@@ -202,51 +194,47 @@ fn main() -> Result<(), String> {
         );
     }
     for n in [10_000usize, 100_000] {
-        call(
-            &mut c,
-            Req::FlowDel {
-                bridge: "br0".into(),
-                matches: None,
-                strict: false,
-            },
-        )?;
+        c.call(FlowDel {
+            bridge: "br0".into(),
+            matches: None,
+            strict: false,
+        })
+        .map_err(|e| e.to_string())?;
         let t = Instant::now();
-        let v = call(
-            &mut c,
-            Req::FlowAdd {
+        let v = c
+            .call(FlowAdd {
                 bridge: "br0".into(),
                 flows: rules(n, 3),
-            },
-        )?;
+            })
+            .map_err(|e| e.to_string())?;
         let secs = t.elapsed().as_secs_f64();
         println!(
             "{:<44} {:>12.0} {:>12} {:>12}",
             format!("flow add, {n} rules in one request"),
             n as f64 / secs,
-            v["effect_us"].as_u64().unwrap_or(0),
+            v.effect_us,
             "-"
         );
         let t = Instant::now();
-        let v = call(
-            &mut c,
-            Req::FlowReplace {
+        let v = c
+            .call(FlowReplace {
                 bridge: "br0".into(),
                 flows: rules(n, 4),
-            },
-        )?;
+            })
+            .map_err(|e| e.to_string())?;
         let secs = t.elapsed().as_secs_f64();
         println!(
             "{:<44} {:>12.0} {:>12} {:>12}",
             format!("flow replace, {n} rules"),
             n as f64 / secs,
-            v["effect_us"].as_u64().unwrap_or(0),
+            v.effect_us,
             "-"
         );
         println!(
             "{:<44} {:>12} {:>12} {:>12}",
             format!("  of which the polling thread's swap"),
             "-",
-            v["swap_us"].as_u64().unwrap_or(0),
+            v.swap_us,
             "-"
         );
     }

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use crate::proto::{Command, ErrorBody, Request, Response, VERSION};
+use crate::proto::{Call, Command, ErrorBody, Request, Response, VERSION};
 
 /// Why a request got no answer, or a failure as answer.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub enum ClientError {
     Protocol(String),
     /// The daemon refused the request.
     #[error("{0}")]
-    Refused(ErrorBody),
+    Refused(Box<ErrorBody>),
 }
 
 /// A connection to `xswd`.
@@ -57,8 +57,15 @@ impl Client {
         })
     }
 
-    /// Sends a command and waits for its answer.
-    pub fn call(&mut self, cmd: Command) -> Result<serde_json::Value, ClientError> {
+    /// Sends a request and waits for its typed reply.
+    pub fn call<C: Call>(&mut self, req: C) -> Result<C::Reply, ClientError> {
+        let v = self.call_value(req.command())?;
+        serde_json::from_value(v).map_err(|e| ClientError::Protocol(format!("the reply: {e}")))
+    }
+
+    /// Sends a command and waits for its answer, as JSON (tests use it to
+    /// look at the wire format).
+    pub fn call_value(&mut self, cmd: Command) -> Result<serde_json::Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let req = Request {
@@ -103,7 +110,7 @@ impl Client {
         match (r.ok, r.result, r.error) {
             (true, Some(v), _) => Ok(v),
             (true, None, _) => Ok(serde_json::Value::Null),
-            (false, _, Some(e)) => Err(ClientError::Refused(e)),
+            (false, _, Some(e)) => Err(ClientError::Refused(Box::new(e))),
             (false, _, None) => Err(ClientError::Protocol("failure without an error".into())),
         }
     }

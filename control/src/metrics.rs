@@ -1,5 +1,9 @@
 //! Metrics in the Prometheus text format (version 0.0.4), and a small HTTP
 //! server for `xswd --metrics ADDR` that answers `GET /metrics`.
+//!
+//! Both work on a [`MetricsSnapshot`], a value: the HTTP server is handed a
+//! function that takes one (the daemon passes its control server's
+//! `metrics_snapshot`), so this module knows nothing of the control server.
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -11,8 +15,6 @@ use std::time::Duration;
 use xsw_datapath::stats::DropReason;
 use xsw_ebpf::Verdict;
 use xsw_live::engine::{BridgeSnapshot, EngineStats};
-
-use crate::server::Server;
 
 /// Escapes a label value.
 fn esc(s: &str) -> String {
@@ -44,8 +46,19 @@ impl Out {
     }
 }
 
+/// What metrics are rendered from: every bridge's state and the polling
+/// thread's counters, taken at one moment.
+#[derive(Debug, Clone)]
+pub struct MetricsSnapshot {
+    /// Every bridge (rules left out).
+    pub bridges: Vec<BridgeSnapshot>,
+    /// The polling thread's own counters.
+    pub engine: EngineStats,
+}
+
 /// Renders every bridge's counters and the polling thread's.
-pub fn render(bridges: &[BridgeSnapshot], engine: &EngineStats) -> String {
+pub fn render(snap: &MetricsSnapshot) -> String {
+    let (bridges, engine) = (&snap.bridges[..], &snap.engine);
     let mut o = Out(String::new());
     type PortField = fn(&xsw_live::engine::PortReport) -> u64;
     let port_counters: [(&str, &str, PortField); 4] = [
@@ -320,20 +333,29 @@ pub fn render(bridges: &[BridgeSnapshot], engine: &EngineStats) -> String {
     o.0
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` is set.
-pub fn serve(server: Arc<Server>, listener: TcpListener, stop: Arc<AtomicBool>) {
+/// Serves `GET /metrics` on `listener` until `stop` is set, rendering what
+/// `snapshot` returns at each request (its error becomes a 503 answer).
+pub fn serve<F, E>(snapshot: F, listener: TcpListener, stop: Arc<AtomicBool>)
+where
+    F: Fn() -> Result<MetricsSnapshot, E>,
+    E: std::fmt::Display,
+{
     while !stop.load(Ordering::Relaxed) {
         let Ok((s, _)) = listener.accept() else {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        if let Err(e) = answer(&server, s) {
+        if let Err(e) = answer(&snapshot, s) {
             tracing::debug!("metrics: {e}");
         }
     }
 }
 
-fn answer(server: &Server, mut s: TcpStream) -> std::io::Result<()> {
+fn answer<F, E>(snapshot: &F, mut s: TcpStream) -> std::io::Result<()>
+where
+    F: Fn() -> Result<MetricsSnapshot, E>,
+    E: std::fmt::Display,
+{
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut buf = [0u8; 8192];
@@ -357,11 +379,11 @@ fn answer(server: &Server, mut s: TcpStream) -> std::io::Result<()> {
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") | ("GET", "/") => match server.handle(crate::proto::Command::Metrics) {
-            Ok(v) => (
+        ("GET", "/metrics") | ("GET", "/") => match snapshot() {
+            Ok(snap) => (
                 "200 OK",
                 "text/plain; version=0.0.4; charset=utf-8",
-                v["text"].as_str().unwrap_or("").to_string(),
+                render(&snap),
             ),
             Err(e) => ("503 Service Unavailable", "text/plain", format!("{e}\n")),
         },

@@ -17,18 +17,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use xsw_datapath::clock::{Clock, MonotonicClock};
 use xsw_datapath::flow::{parse_match_spec, Rule};
 use xsw_datapath::table::FlowTables;
 use xsw_datapath::trace::TraceJson;
 use xsw_live::engine::{BridgeSnapshot, CallError, Device, EngineHandle, EngineStats};
 
-use crate::proto::{Code, Command, ErrorBody, Request, Response, MAX_LINE, VERSION};
+use crate::metrics::MetricsSnapshot;
+use crate::proto::{
+    AnyReply, BridgeInfo, BridgeReport, Code, Command, Done, EngineInfo, ErrorBody, FdbShowReply,
+    FlowAddReply, FlowDelReply, FlowDumpReply, FlowReplaceReply, HelloReply, MeterInfo,
+    MeterShowReply, MetricsReply, PortAddReply, PortInfo, PortStatsReply, Request, Response,
+    ShowReply, StatsReport, TraceReply, MAX_LINE, VERSION,
+};
 use crate::spec::{check_name, BridgeSpec, PortSpec};
 use crate::store::Store;
-
-type Res = Result<Value, ErrorBody>;
 
 /// Bridges and ports as declared, a copy of each bridge's flow tables
 /// (the same rules as the polling thread's, without live counters), and
@@ -215,58 +219,61 @@ impl Server {
     }
 
     /// Answers one request.
-    pub fn handle(&self, cmd: Command) -> Res {
+    pub fn handle(&self, cmd: Command) -> Result<AnyReply, ErrorBody> {
         match cmd {
-            Command::Hello => Ok(json!({
-                "version": VERSION,
-                "daemon": format!("xswd {}", env!("CARGO_PKG_VERSION")),
-                "pid": std::process::id(),
-            })),
-            Command::Show { bridge } => self.show(bridge.as_deref()),
-            Command::BridgeAdd {
-                name,
-                mac_aging,
-                mac_table_size,
-            } => self.bridge_add(&name, mac_aging, mac_table_size),
-            Command::BridgeDel { name } => self.bridge_del(&name),
-            Command::PortAdd { bridge, port } => self.port_add(&bridge, *port),
-            Command::PortDel { bridge, name } => self.port_del(&bridge, &name),
-            Command::PortSet { bridge, name, qos } => {
-                self.port_set(&bridge, &name, qos.map(|q| *q))
+            Command::Hello => Ok(HelloReply {
+                version: VERSION,
+                daemon: format!("xswd {}", env!("CARGO_PKG_VERSION")),
+                pid: std::process::id(),
             }
-            Command::MeterAdd { bridge, meter } => self.meter_add(&bridge, meter),
-            Command::MeterDel { bridge, id } => self.meter_del(&bridge, id),
-            Command::MeterShow { bridge } => {
+            .into()),
+            Command::Show(r) => self.show(r.bridge.as_deref()).map(Into::into),
+            Command::BridgeAdd(r) => self
+                .bridge_add(&r.name, r.mac_aging, r.mac_table_size)
+                .map(Into::into),
+            Command::BridgeDel(r) => self.bridge_del(&r.name).map(Into::into),
+            Command::PortAdd(r) => self.port_add(&r.bridge, *r.port).map(Into::into),
+            Command::PortDel(r) => self.port_del(&r.bridge, &r.name).map(Into::into),
+            Command::PortSet(r) => self
+                .port_set(&r.bridge, &r.name, r.qos.map(|q| *q))
+                .map(Into::into),
+            Command::MeterAdd(r) => self.meter_add(&r.bridge, r.meter).map(Into::into),
+            Command::MeterDel(r) => self.meter_del(&r.bridge, r.id).map(Into::into),
+            Command::MeterShow(crate::proto::MeterShow { bridge }) => {
                 self.lock().bridge(&bridge)?;
                 let (snaps, _) = self.snapshot(Some(&bridge), false)?;
-                let meters: Vec<Value> = snaps
+                let meters: Vec<MeterInfo> = snaps
                     .first()
                     .map(|s| {
                         s.meters
                             .iter()
-                            .map(|(id, rate, burst, passed, dropped)| {
-                                json!({"id": id, "rate": rate, "burst": burst,
-                                       "passed": passed, "dropped": dropped})
+                            .map(|&(id, rate, burst, passed, dropped)| MeterInfo {
+                                id,
+                                rate,
+                                burst,
+                                passed,
+                                dropped,
                             })
                             .collect()
                     })
                     .unwrap_or_default();
-                Ok(json!({ "meters": meters }))
+                Ok(MeterShowReply { meters }.into())
             }
-            Command::PortStats { bridge } => {
+            Command::PortStats(crate::proto::PortStats { bridge }) => {
                 self.lock().bridge(&bridge)?;
                 let (snaps, _) = self.snapshot(Some(&bridge), false)?;
-                let ports = snaps.first().map(|s| s.ports.clone()).unwrap_or_default();
-                Ok(json!({ "ports": ports }))
+                let ports = snaps
+                    .first()
+                    .map(|s| s.ports.iter().map(Into::into).collect())
+                    .unwrap_or_default();
+                Ok(PortStatsReply { ports }.into())
             }
-            Command::FlowAdd { bridge, flows } => self.flow_add(&bridge, &flows),
-            Command::FlowDel {
-                bridge,
-                matches,
-                strict,
-            } => self.flow_del(&bridge, matches.as_deref(), strict),
-            Command::FlowReplace { bridge, flows } => self.flow_replace(&bridge, &flows),
-            Command::FlowDump { bridge } => {
+            Command::FlowAdd(r) => self.flow_add(&r.bridge, &r.flows).map(Into::into),
+            Command::FlowDel(r) => self
+                .flow_del(&r.bridge, r.matches.as_deref(), r.strict)
+                .map(Into::into),
+            Command::FlowReplace(r) => self.flow_replace(&r.bridge, &r.flows).map(Into::into),
+            Command::FlowDump(crate::proto::FlowDump { bridge }) => {
                 // Held through the snapshot: a replace (swap, then counters
                 // carried over) is never seen half done.
                 let m = self.lock();
@@ -274,33 +281,46 @@ impl Server {
                 let (snaps, _) = self.snapshot(Some(&bridge), true)?;
                 drop(m);
                 let s = snaps.first().ok_or_else(|| not_found_bridge(&bridge))?;
-                let flows: Vec<_> = s.rules.iter().flatten().map(|r| r.report(s.at)).collect();
-                Ok(json!({ "flows": flows }))
+                let flows: Vec<_> = s
+                    .rules
+                    .iter()
+                    .flatten()
+                    .map(|r| r.report(s.at).into())
+                    .collect();
+                Ok(FlowDumpReply { flows }.into())
             }
-            Command::FdbShow { bridge } => {
+            Command::FdbShow(crate::proto::FdbShow { bridge }) => {
                 self.lock().bridge(&bridge)?;
                 let rows = self.engine.fdb(&bridge).map_err(internal)?;
-                Ok(json!({ "entries": rows }))
+                Ok(FdbShowReply {
+                    entries: rows.into_iter().map(Into::into).collect(),
+                }
+                .into())
             }
-            Command::FdbFlush { bridge } => {
+            Command::FdbFlush(crate::proto::FdbFlush { bridge }) => {
                 let _m = self.lock();
                 _m.bridge(&bridge)?;
                 let n = self.engine.flush_fdb(&bridge).map_err(internal)?;
-                Ok(json!({ "flushed": n }))
+                Ok(crate::proto::FdbFlushReply { flushed: n }.into())
             }
-            Command::Trace {
-                bridge,
-                in_port,
-                frame,
-            } => self.trace(&bridge, &in_port, &frame),
+            Command::Trace(r) => self.trace(&r.bridge, &r.in_port, &r.frame).map(Into::into),
             Command::Metrics => {
-                let (snaps, stats) = self.snapshot(None, false)?;
-                Ok(json!({ "text": crate::metrics::render(&snaps, &stats) }))
+                let snap = self.metrics_snapshot()?;
+                Ok(MetricsReply {
+                    text: crate::metrics::render(&snap),
+                }
+                .into())
             }
         }
     }
 
-    fn show(&self, bridge: Option<&str>) -> Res {
+    /// Every bridge's counters and the polling thread's, for metrics.
+    pub fn metrics_snapshot(&self) -> Result<MetricsSnapshot, ErrorBody> {
+        let (bridges, engine) = self.snapshot(None, false)?;
+        Ok(MetricsSnapshot { bridges, engine })
+    }
+
+    fn show(&self, bridge: Option<&str>) -> Result<ShowReply, ErrorBody> {
         let m = self.lock();
         if let Some(b) = bridge {
             m.bridge(b)?;
@@ -313,48 +333,56 @@ impl Server {
             .filter(|b| bridge.is_none_or(|n| n == b.name))
         {
             let snap = snaps.iter().find(|s| s.name == b.name);
-            let ports: Vec<Value> = b
+            let ports: Vec<PortInfo> = b
                 .ports
                 .iter()
                 .map(|p| {
                     let live = snap.and_then(|s| s.ports.iter().find(|x| x.name == p.name));
                     let absent = m.absent.get(&(b.name.clone(), p.name.clone()));
-                    json!({
-                        "name": p.name,
-                        "ofport": p.ofport,
-                        "interface": p.iface(),
-                        "type": p.port_type().name(),
-                        "vlan": p.vlan_text(),
-                        "vlan_mode": p.vlan_mode,
-                        "tag": p.tag,
-                        "trunks": p.trunks,
-                        "mtu": p.mtu,
-                        "qos": p.qos,
-                        "xdp_mode": live.and_then(|l| l.xdp_mode),
-                        "device": live.map(|l| l.device.clone()),
-                        "state": match (live, absent) {
+                    PortInfo {
+                        name: p.name.clone(),
+                        ofport: p.ofport,
+                        interface: p.iface().to_string(),
+                        kind: p.port_type().name().to_string(),
+                        vlan: p.vlan_text(),
+                        vlan_mode: p.vlan_mode,
+                        tag: p.tag,
+                        trunks: p.trunks.clone(),
+                        mtu: p.mtu,
+                        qos: p.qos.clone(),
+                        xdp_mode: live.and_then(|l| l.xdp_mode).map(str::to_string),
+                        device: live.map(|l| l.device.clone()),
+                        state: match (live, absent) {
                             (Some(l), _) if l.up => "up".to_string(),
                             (Some(_), _) => "down (device gone)".to_string(),
                             (None, Some(why)) => format!("not open: {why}"),
                             (None, None) => "not open".to_string(),
                         },
-                    })
+                    }
                 })
                 .collect();
-            out.push(json!({
-                "name": b.name,
-                "mac_aging": b.options().map(|o| o.mac_aging_secs).unwrap_or_default(),
-                "mac_table_size": b.options().map(|o| o.mac_max_entries).unwrap_or_default(),
-                "ports": ports,
-                "flows": snap.map_or(0, |s| s.n_rules),
-                "meters": b.meters,
-                "mac_entries": snap.map_or(0, |s| s.mac_entries),
-            }));
+            out.push(BridgeInfo {
+                name: b.name.clone(),
+                mac_aging: b.options().map(|o| o.mac_aging_secs).unwrap_or_default(),
+                mac_table_size: b.options().map(|o| o.mac_max_entries).unwrap_or_default(),
+                ports,
+                flows: snap.map_or(0, |s| s.n_rules),
+                meters: b.meters.clone(),
+                mac_entries: snap.map_or(0, |s| s.mac_entries),
+            });
         }
-        Ok(json!({ "bridges": out, "engine": stats }))
+        Ok(ShowReply {
+            bridges: out,
+            engine: EngineInfo::from(&stats),
+        })
     }
 
-    fn bridge_add(&self, name: &str, mac_aging: Option<u64>, mac_table_size: Option<usize>) -> Res {
+    fn bridge_add(
+        &self,
+        name: &str,
+        mac_aging: Option<u64>,
+        mac_table_size: Option<usize>,
+    ) -> Result<Done, ErrorBody> {
         check_name("bridge", name).map_err(|m| ErrorBody::new(Code::Invalid, m).at("name"))?;
         let mut m = self.lock();
         if m.bridges.iter().any(|b| b.name == name) {
@@ -378,10 +406,10 @@ impl Server {
             Some(|e: &EngineHandle| e.add_bridge(bridge)),
         )?;
         m.shadow.insert(name.to_string(), tables);
-        Ok(json!({}))
+        Ok(Done {})
     }
 
-    fn bridge_del(&self, name: &str) -> Res {
+    fn bridge_del(&self, name: &str) -> Result<Done, ErrorBody> {
         let mut m = self.lock();
         m.bridge(name)?;
         let next: Vec<BridgeSpec> = m
@@ -397,10 +425,10 @@ impl Server {
         m.shadow.remove(name);
         m.absent.retain(|(b, _), _| b != name);
         r?;
-        Ok(json!({}))
+        Ok(Done {})
     }
 
-    fn port_add(&self, bridge: &str, mut port: PortSpec) -> Res {
+    fn port_add(&self, bridge: &str, mut port: PortSpec) -> Result<PortAddReply, ErrorBody> {
         let mut m = self.lock();
         let b = m.bridge(bridge)?;
         if b.ports.iter().any(|p| p.name == port.name) {
@@ -446,10 +474,15 @@ impl Server {
             }),
         )?;
         tracing::info!("bridge {bridge}: port {pname} added ({iface})");
-        Ok(json!({ "ofport": ofport }))
+        Ok(PortAddReply { ofport })
     }
 
-    fn port_set(&self, bridge: &str, name: &str, qos: Option<xsw_datapath::qos::QosSpec>) -> Res {
+    fn port_set(
+        &self,
+        bridge: &str,
+        name: &str,
+        qos: Option<xsw_datapath::qos::QosSpec>,
+    ) -> Result<Done, ErrorBody> {
         let mut m = self.lock();
         let b = m.bridge(bridge)?;
         let Some(old) = b.ports.iter().find(|p| p.name == name).cloned() else {
@@ -484,10 +517,10 @@ impl Server {
             op,
         )?;
         tracing::info!("bridge {bridge}: port {name}: QoS set");
-        Ok(json!({}))
+        Ok(Done {})
     }
 
-    fn meter_add(&self, bridge: &str, meter: crate::spec::MeterSpec) -> Res {
+    fn meter_add(&self, bridge: &str, meter: crate::spec::MeterSpec) -> Result<Done, ErrorBody> {
         let mut m = self.lock();
         m.bridge(bridge)?;
         let (id, rate, burst) = meter
@@ -504,10 +537,10 @@ impl Server {
             },
             Some(|e: &EngineHandle| e.set_meter(bridge, id, Some((rate, burst)))),
         )?;
-        Ok(json!({}))
+        Ok(Done {})
     }
 
-    fn meter_del(&self, bridge: &str, id: u32) -> Res {
+    fn meter_del(&self, bridge: &str, id: u32) -> Result<Done, ErrorBody> {
         let mut m = self.lock();
         let b = m.bridge(bridge)?;
         if !b.meters.iter().any(|x| x.id == id) {
@@ -541,10 +574,10 @@ impl Server {
             },
             Some(|e: &EngineHandle| e.set_meter(bridge, id, None)),
         )?;
-        Ok(json!({}))
+        Ok(Done {})
     }
 
-    fn port_del(&self, bridge: &str, name: &str) -> Res {
+    fn port_del(&self, bridge: &str, name: &str) -> Result<Done, ErrorBody> {
         let mut m = self.lock();
         let b = m.bridge(bridge)?;
         if !b.ports.iter().any(|p| p.name == name) {
@@ -569,7 +602,7 @@ impl Server {
         )?;
         m.absent.remove(&key);
         tracing::info!("bridge {bridge}: port {name} deleted");
-        Ok(json!({}))
+        Ok(Done {})
     }
 
     /// Parses rules with `spec`'s port names; the error says which and where.
@@ -581,6 +614,7 @@ impl Server {
                 spec.parse_rule(f).map_err(|e| {
                     ErrorBody::new(Code::BadFlow, e.msg())
                         .detail(e.render(f))
+                        .in_rule(Some(i + 1), e.col())
                         .at(if flows.len() == 1 {
                             format!("flow, column {}", e.col())
                         } else {
@@ -657,7 +691,7 @@ impl Server {
         }
     }
 
-    fn flow_add(&self, bridge: &str, flows: &[String]) -> Res {
+    fn flow_add(&self, bridge: &str, flows: &[String]) -> Result<FlowAddReply, ErrorBody> {
         // From here to the polling thread's answer: the time to effect.
         let t0 = Instant::now();
         let mut m = self.lock();
@@ -683,16 +717,25 @@ impl Server {
         }
         m.refresh_flows();
         self.save_applied(&m)?;
-        Ok(json!({ "added": n, "effect_us": effect.as_micros() as u64 }))
+        Ok(FlowAddReply {
+            added: n,
+            effect_us: effect.as_micros() as u64,
+        })
     }
 
-    fn flow_del(&self, bridge: &str, matches: Option<&str>, strict: bool) -> Res {
+    fn flow_del(
+        &self,
+        bridge: &str,
+        matches: Option<&str>,
+        strict: bool,
+    ) -> Result<FlowDelReply, ErrorBody> {
         let mut m = self.lock();
         let b = m.bridge(bridge)?;
         let text = matches.unwrap_or("");
         let spec = parse_match_spec(text, &|n: &str| b.port_number(n)).map_err(|e| {
             ErrorBody::new(Code::BadFlow, e.msg())
                 .detail(e.render(text))
+                .in_rule(None, e.col())
                 .at(format!("match, column {}", e.col()))
         })?;
         let changed = self
@@ -709,10 +752,10 @@ impl Server {
             m.refresh_flows();
             self.save_applied(&m)?;
         }
-        Ok(json!({ "deleted": n }))
+        Ok(FlowDelReply { deleted: n })
     }
 
-    fn flow_replace(&self, bridge: &str, flows: &[String]) -> Res {
+    fn flow_replace(&self, bridge: &str, flows: &[String]) -> Result<FlowReplaceReply, ErrorBody> {
         let t0 = Instant::now();
         let mut m = self.lock();
         let rules = Self::parse_rules(m.bridge(bridge)?, flows)?;
@@ -748,14 +791,14 @@ impl Server {
                 tracing::warn!("bridge {bridge}: the new rules are in effect, but their counters could not be carried over: {e}");
             }
         }
-        Ok(json!({
-            "rules": n,
-            "effect_us": effect.as_micros() as u64,
-            "swap_us": swapped.as_micros() as u64,
-        }))
+        Ok(FlowReplaceReply {
+            rules: n,
+            effect_us: effect.as_micros() as u64,
+            swap_us: swapped.as_micros() as u64,
+        })
     }
 
-    fn trace(&self, bridge: &str, in_port: &str, frame: &str) -> Res {
+    fn trace(&self, bridge: &str, in_port: &str, frame: &str) -> Result<TraceReply, ErrorBody> {
         {
             let m = self.lock();
             let b = m.bridge(bridge)?;
@@ -790,12 +833,13 @@ impl Server {
                 .unwrap_or_default()
         };
         let j = TraceJson::new(&report.events, &names);
-        let mut v = serde_json::to_value(&j).map_err(internal)?;
-        v["text"] = Value::String(format!(
-            "(bridge {bridge}, live tables; a dry run: nothing is learned, counted or sent)\n{}",
-            report.render()
-        ));
-        Ok(v)
+        Ok(TraceReply {
+            trace: j.into(),
+            text: format!(
+                "(bridge {bridge}, live tables; a dry run: nothing is learned, counted or sent)\n{}",
+                report.render()
+            ),
+        })
     }
 
     /// Tries again to open the ports whose device was missing.
@@ -833,11 +877,14 @@ impl Server {
         }
     }
 
-    /// A JSON report of every bridge (for `--stats-file`).
-    pub fn stats_json(&self) -> Result<Value, ErrorBody> {
+    /// A report of every bridge (for `--stats-file`).
+    pub fn stats_json(&self) -> Result<StatsReport, ErrorBody> {
         let (snaps, stats) = self.snapshot(None, true)?;
-        let reports: Vec<_> = snaps.iter().map(BridgeSnapshot::report).collect();
-        Ok(json!({ "bridges": reports, "engine": stats }))
+        let bridges: Vec<_> = snaps.iter().map(BridgeReport::from).collect();
+        Ok(StatsReport {
+            bridges,
+            engine: EngineInfo::from(&stats),
+        })
     }
 
     /// Serves one connection: requests in, answers out, until the client
@@ -940,7 +987,7 @@ impl Server {
         };
         let mutates = req.cmd.mutates();
         match self.handle(req.cmd) {
-            Ok(v) => Response::ok(req.id, v),
+            Ok(r) => Response::reply(req.id, &r),
             Err(e) => {
                 if mutates {
                     tracing::info!("refused: {name}: {e}");

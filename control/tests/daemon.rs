@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 use xsw_control::client::{Client, ClientError};
-use xsw_control::proto::{Code, Command as Req};
+use xsw_control::proto::{Call, Code, FlowAdd, FlowDump, FlowReplace, Hello, Show};
 
 struct Pair {
     s: Netns,
@@ -171,7 +171,7 @@ fn configured_with_xsw_it_comes_back_as_it_was_after_a_restart_or_a_crash() {
             return done;
         };
         for i in 0..10_000u32 {
-            let r = c.call(Req::FlowAdd {
+            let r = c.call(FlowAdd {
                 bridge: "br0".into(),
                 flows: vec![format!(
                     "cookie=0x300,priority=300,udp,tp_dst={},actions=drop",
@@ -296,8 +296,8 @@ fn two_dozen_clients_at_once() {
             std::thread::spawn(move || {
                 let mut c = Client::connect(&sock).expect("connect");
                 for _ in 0..5 {
-                    c.call(Req::Show { bridge: None }).expect("show");
-                    c.call(Req::FlowDump {
+                    c.call(Show { bridge: None }).expect("show");
+                    c.call(FlowDump {
                         bridge: "br0".into(),
                     })
                     .expect("dump");
@@ -421,10 +421,12 @@ fn bad_requests_and_bad_flows_change_nothing() {
     }
     // The bad rule is located: which one and the column.
     let r = c.raw(cases[6].0.as_bytes()).expect("answer");
-    let place = r.error.and_then(|e| e.place).unwrap_or_default();
+    let e = r.error.expect("an error");
+    assert_eq!((e.rule, e.column), (Some(3), Some(5)), "{e:?}");
+    let place = e.place.unwrap_or_default();
     assert_eq!(place, "flow 3 of 3, column 5", "{place}");
     // The connection still works after all that.
-    c.call(Req::Hello).expect("hello");
+    c.call(Hello).expect("hello");
     assert_eq!(
         (rules(&x), ports(&x), std::fs::read(&state).expect("state")),
         before,
@@ -541,10 +543,13 @@ fn replacing_ten_thousand_rules_again_and_again_loses_no_frame() {
             .map(str::to_string)
             .collect();
         let v = c
-            .call(Req::FlowReplace {
-                bridge: "br0".into(),
-                flows,
-            })
+            .call_value(
+                FlowReplace {
+                    bridge: "br0".into(),
+                    flows,
+                }
+                .command(),
+            )
             .expect("replace");
         assert_eq!(v["rules"], 10_001);
         effect.push(v["swap_us"].as_u64().unwrap_or(0));

@@ -56,10 +56,15 @@ are kept and opened as soon as the interface appears.";
 #[derive(Parser, Debug)]
 #[command(name = "xswd", version, after_help = AFTER_HELP)]
 struct Args {
-    /// The initial configuration (TOML: [[bridge]] tables with
-    /// [[bridge.port]] tables), applied when the state directory holds no
-    /// state yet. Without it and without state, xswd starts with no bridges.
-    #[arg(long, short)]
+    /// The initial configuration: TOML, `[[bridge]]` tables with
+    /// `[[bridge.port]]` tables (the help text says the rest).
+    #[arg(
+        long,
+        short,
+        help = "The initial configuration (TOML: [[bridge]] tables with [[bridge.port]] tables), \
+                applied when the state directory holds no state yet. Without it and without \
+                state, xswd starts with no bridges"
+    )]
     config: Option<PathBuf>,
     /// Where the state is saved (state.json).
     #[arg(long, value_name = "DIR", default_value = xsw_control::server::DEFAULT_STATE_DIR)]
@@ -96,6 +101,7 @@ fn write_stats(path: &Path, server: &Server, failing: &mut bool) {
     let r = server
         .stats_json()
         .map_err(|e| e.to_string())
+        .and_then(|r| serde_json::to_value(r).map_err(|e| e.to_string()))
         .and_then(|v| serde_json::to_string_pretty(&v).map_err(|e| e.to_string()))
         .and_then(|json| std::fs::write(&tmp, json).map_err(|e| e.to_string()))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
@@ -232,7 +238,7 @@ fn run(args: Args) -> Result<()> {
         let (s, st) = (server.clone(), net_stop.clone());
         std::thread::Builder::new()
             .name("xswd-metrics".into())
-            .spawn(move || xsw_control::metrics::serve(s, l, st))?;
+            .spawn(move || xsw_control::metrics::serve(|| s.metrics_snapshot(), l, st))?;
     }
     tracing::info!("control socket {}", args.socket.display());
     tracing::info!("ready");
