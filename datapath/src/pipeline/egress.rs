@@ -1,4 +1,3 @@
-use super::xlate::*;
 use super::*;
 use crate::clock::Timestamp;
 use crate::packet::{Batch, PacketBuf, BURST, MAX_FRAME};
@@ -18,7 +17,7 @@ impl Pipeline {
         t: &mut T,
     ) {
         let in_idx = batch.frames()[i].meta.port as usize;
-        if let Some(err) = x.error {
+        if let Some(err) = x.failed() {
             // OVS discards the whole translation: take back queued copies.
             for k in (0..self.emitted.len()).rev() {
                 let p = self.emitted[k] as usize;
@@ -26,24 +25,14 @@ impl Pipeline {
                     self.pool.put(b);
                 }
             }
-            if !T::DRY {
-                self.drop_on(in_idx, err);
-            }
-            if T::ENABLED {
-                t.record(TraceEvent::Dropped { reason: err });
-            }
+            drop_frame(&mut self.ports[in_idx].stats, err, t);
             return;
         }
-        if let Some((out, queue, prio)) = x.pending {
+        if let Some((out, queue, prio)) = x.pending() {
             self.enqueue_last(batch, i, out as usize, queue, prio, t);
         }
-        if x.outputs == 0 {
-            if !T::DRY {
-                self.drop_on(in_idx, x.reason);
-            }
-            if T::ENABLED {
-                t.record(TraceEvent::Dropped { reason: x.reason });
-            }
+        if x.outputs() == 0 {
+            drop_frame(&mut self.ports[in_idx].stats, x.reason(), t);
         }
     }
 

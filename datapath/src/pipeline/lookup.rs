@@ -1,5 +1,4 @@
 use super::normal::*;
-use super::xlate::*;
 use super::*;
 use crate::emc::{Hint, NO_RULE};
 use crate::flow::Action;
@@ -39,8 +38,8 @@ impl Pipeline {
         pkt: &mut PacketBuf,
         t: &mut T,
     ) {
-        let hash = x.key.hash64();
-        let found = self.lookup_cached(table, &x.key, hash);
+        let hash = x.key().hash64();
+        let found = self.lookup_cached(table, x.key(), hash);
         self.run_rule(table, found, x, pkt, t);
     }
 
@@ -62,21 +61,19 @@ impl Pipeline {
             if T::ENABLED {
                 t.record(TraceEvent::Lookup {
                     table,
-                    depth: x.depth,
+                    depth: x.depth(),
                     rule: None,
                     cached: found.cached,
                 });
             }
-            if x.depth == 0 {
-                x.reason = DropReason::TableMiss;
-            }
+            x.table_miss();
             return;
         }
         let hit = if T::DRY {
             self.tables.peek(rule)
         } else {
             self.tables.table_stats[table as usize].matched += 1;
-            self.tables.hit(rule, x.in_len, x.now)
+            self.tables.hit(rule, x.in_len(), x.now())
         };
         let Some((n, normal_only)) = hit else {
             return;
@@ -85,7 +82,7 @@ impl Pipeline {
             if let Some(r) = self.tables.get(rule) {
                 t.record(TraceEvent::Lookup {
                     table,
-                    depth: x.depth,
+                    depth: x.depth(),
                     rule: Some((rule, r.rule.priority, r.rule.cookie, r.rule.to_string())),
                     cached: found.cached,
                 });
@@ -94,25 +91,27 @@ impl Pipeline {
         if normal_only && !T::ENABLED {
             // A lone NORMAL: reuse this flow's decision while it is still
             // exactly what NORMAL would decide (same second, same MAC table).
-            let sec = x.now.secs() as u32;
+            let sec = x.now().secs() as u32;
             let h = found.hint;
             // Decisions are cached for top-level lookups only (a resubmit
             // may look up with another in_port than NORMAL must use).
-            if x.depth == 0 && h.val != 0 && h.sec == sec && h.gen == self.mac.gen {
-                self.normal_replay(h.val, x, pkt, t);
-                return;
+            if x.depth() == 0 && h.sec == sec && h.gen == self.mac.gen {
+                if let Some(d) = NormalDecision::from_hint(h.val) {
+                    self.normal_replay(d, x, pkt, t);
+                    return;
+                }
             }
-            x.depth += 1;
+            x.nest();
             let decided = self.normal(x, pkt, t);
-            x.depth -= 1;
-            if decided != 0 && x.depth == 0 {
-                let key = x.key;
+            x.unnest();
+            if let (Some(d), 0) = (decided, x.depth()) {
+                let key = *x.key();
                 self.emc.set_hint(
                     table,
                     &key,
                     found.hash,
                     Hint {
-                        val: decided,
+                        val: d.to_hint(),
                         sec,
                         gen: self.mac.gen,
                     },
@@ -120,9 +119,7 @@ impl Pipeline {
             }
             return;
         }
-        let saved = x.table;
-        x.table = table;
-        x.depth += 1;
+        let saved = x.enter_table(table);
         // Copy the actions out (they are small) so they can run while the
         // tables are borrowed mutably; long lists are fetched one by one.
         const LOCAL: usize = 4;
@@ -146,20 +143,19 @@ impl Pipeline {
                     None => break,
                 }
             };
-            if x.error.is_some() || x.halted {
+            if x.stopped() {
                 break;
             }
             if T::ENABLED {
                 t.record(TraceEvent::Action {
-                    depth: x.depth - 1,
+                    depth: x.depth() - 1,
                     text: a.to_string(),
                 });
             }
             self.do_action(a, x, pkt, t);
             ai += 1;
         }
-        x.depth -= 1;
-        x.table = saved;
+        x.leave_table(saved);
     }
 
     /// The two commonest cases, done without the general translation: a rule
@@ -192,11 +188,9 @@ impl Pipeline {
             }
         } else if normal_only {
             let h = found.hint;
-            if h.val & NORMAL_SAME_TAGS != 0 && h.sec == now.secs() as u32 && h.gen == self.mac.gen
-            {
-                Ok((h.val & 0xffff) as usize)
-            } else {
-                return false;
+            match NormalDecision::unchanged_to(h.val) {
+                Some(p) if h.sec == now.secs() as u32 && h.gen == self.mac.gen => Ok(p),
+                _ => return false,
             }
         } else {
             return false;

@@ -25,6 +25,8 @@ mod rules;
 mod testutil;
 mod xlate;
 
+use xlate::Xlate;
+
 pub use dump::{dump_flow, dump_rule};
 pub use normal::is_reserved_mac;
 
@@ -34,7 +36,7 @@ use crate::error::Error;
 use crate::key::FlowKey;
 use crate::mac::MacTable;
 use crate::packet::{Batch, BufPool, PacketBuf, BURST, MAX_FRAME};
-use crate::stats::PortStats;
+use crate::stats::{DropReason, PortStats};
 use crate::table::{FlowTables, Installed, Removed};
 use crate::trace::{TraceEvent, Tracer};
 use crate::vlan::{PortVlan, Tag};
@@ -280,7 +282,7 @@ impl Pipeline {
                 if self.shortcut(batch, i, &sc.keys[i], sc.found[i]) {
                     continue;
                 }
-                let mut x = Self::xlate_for(&batch.frames()[i], sc.keys[i], sc.tag0[i]);
+                let mut x = Xlate::new(&batch.frames()[i], sc.keys[i], sc.tag0[i]);
                 self.emitted.clear();
                 self.run_rule(0, sc.found[i], &mut x, &mut batch.frames_mut()[i], t);
                 self.finish(batch, i, &mut x, t);
@@ -312,7 +314,7 @@ impl Pipeline {
         let Some(tag0) = self.receive(&mut batch.frames_mut()[i], &mut key, t) else {
             return;
         };
-        let mut x = Self::xlate_for(&batch.frames()[i], key, tag0);
+        let mut x = Xlate::new(&batch.frames()[i], key, tag0);
         self.emitted.clear();
         self.xlate_table(0, &mut x, &mut batch.frames_mut()[i], t);
         self.finish(batch, i, &mut x, t);
@@ -332,6 +334,18 @@ impl Pipeline {
             retire(&mut self.pool, p.egress.drain(n.min(p.egress.len())..));
         }
         t.0.events
+    }
+}
+
+/// Drops a frame that came in on a port with counters `stats`: counts it
+/// (unless dry-running) and tells the tracer why.
+#[inline(always)]
+fn drop_frame<T: Tracer>(stats: &mut PortStats, r: DropReason, t: &mut T) {
+    if !T::DRY {
+        stats.drops.add(r, 1);
+    }
+    if T::ENABLED {
+        t.record(TraceEvent::Dropped { reason: r });
     }
 }
 

@@ -1,4 +1,3 @@
-use super::xlate::*;
 use super::*;
 use crate::key::FlowKey;
 use crate::mac::MacTable;
@@ -9,50 +8,121 @@ use crate::stats::DropReason;
 use crate::trace::{TraceEvent, Tracer};
 use crate::vlan::{Tag, Xvlan};
 
-/// NORMAL decision codes kept in the exact-match cache's hint.
-pub(super) const NORMAL_KIND: u32 = 0xf_0000;
-pub(super) const NORMAL_UNICAST: u32 = 0x1_0000;
-pub(super) const NORMAL_FLOOD: u32 = 0x2_0000;
-pub(super) const NORMAL_DROP: u32 = 0x3_0000;
-/// With `NORMAL_UNICAST`: the frame leaves with the tags it came with.
-pub(super) const NORMAL_SAME_TAGS: u32 = 0x10_0000;
+/// What NORMAL decided for a flow. The exact-match cache keeps it in its
+/// hint (see [`NormalDecision::to_hint`]) so that the next frames of the
+/// flow in the same second, with the same MAC table, skip learning and
+/// look-up ([`Pipeline::normal_replay`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum NormalDecision {
+    /// To one port (an index).
+    Unicast {
+        /// The port's index.
+        port: u16,
+        /// The frame leaves with the tags it came with (so it leaves
+        /// unchanged).
+        same_tags: bool,
+    },
+    /// To every port of the VLAN but the input port.
+    Flood,
+    /// Nowhere, for this reason.
+    Drop(DropReason),
+}
+
+impl NormalDecision {
+    // The hint's layout: the kind in bits 16-19, "same tags" in bit 20,
+    // the port index or the drop reason in bits 0-15. A hint of 0 is none.
+    const KIND: u32 = 0xf_0000;
+    const UNICAST: u32 = 0x1_0000;
+    const FLOOD: u32 = 0x2_0000;
+    const DROP: u32 = 0x3_0000;
+    const SAME_TAGS: u32 = 0x10_0000;
+    const ARG: u32 = 0xffff;
+
+    /// The decision as kept in the cache's hint (never 0).
+    #[inline]
+    pub(super) fn to_hint(self) -> u32 {
+        match self {
+            NormalDecision::Unicast { port, same_tags } => {
+                Self::UNICAST | if same_tags { Self::SAME_TAGS } else { 0 } | u32::from(port)
+            }
+            NormalDecision::Flood => Self::FLOOD,
+            NormalDecision::Drop(r) => Self::DROP | r as u32,
+        }
+    }
+
+    /// The decision a hint holds (`None` for no decision).
+    #[inline]
+    pub(super) fn from_hint(val: u32) -> Option<NormalDecision> {
+        let arg = val & Self::ARG;
+        if val == 0 {
+            None
+        } else if val & Self::SAME_TAGS != 0 {
+            Some(NormalDecision::Unicast {
+                port: arg as u16,
+                same_tags: true,
+            })
+        } else {
+            Some(match val & Self::KIND {
+                Self::UNICAST => NormalDecision::Unicast {
+                    port: arg as u16,
+                    same_tags: false,
+                },
+                Self::FLOOD => NormalDecision::Flood,
+                _ => NormalDecision::Drop(
+                    DropReason::ALL
+                        .get(arg as usize)
+                        .copied()
+                        .unwrap_or(DropReason::ActionDrop),
+                ),
+            })
+        }
+    }
+
+    /// The port of a hint that says "unicast, tags unchanged" (the frame
+    /// leaves as it came, so only needs queueing), without decoding the
+    /// rest.
+    #[inline(always)]
+    pub(super) fn unchanged_to(val: u32) -> Option<usize> {
+        (val & Self::SAME_TAGS != 0).then_some((val & Self::ARG) as usize)
+    }
+}
 
 impl Pipeline {
-    /// The NORMAL action (OVS `xlate_normal`). Returns its decision as a
-    /// cacheable code (see [`Pipeline::normal_replay`]), 0 when not cacheable.
+    /// The NORMAL action (OVS `xlate_normal`). Returns its decision, `None`
+    /// when it may not be cached (see [`Pipeline::normal_replay`]).
     pub(super) fn normal<T: Tracer>(
         &mut self,
         x: &mut Xlate,
         pkt: &mut PacketBuf,
         t: &mut T,
-    ) -> u32 {
-        let Some(in_idx) = self.port_index(x.key.in_port()) else {
-            Self::skip(x, DropReason::NoSuchPort, t);
-            return 0;
+    ) -> Option<NormalDecision> {
+        let Some(in_idx) = self.port_index(x.key().in_port()) else {
+            x.skip(DropReason::NoSuchPort, t);
+            return None;
         };
         let in_idx = in_idx as usize;
         let Some(xv) = self.normal_vlan(in_idx, x, t) else {
-            return NORMAL_DROP | x.reason as u32;
+            return Some(NormalDecision::Drop(x.reason()));
         };
         let vlan = xv.v[0].vid;
         if T::ENABLED {
             t.record(TraceEvent::NormalVlan { vlan });
         }
-        let dst = x.key.dl_dst();
+        let dst = x.key().dl_dst();
         if is_reserved_mac(dst) {
-            Self::skip(x, DropReason::ReservedMulticast, t);
-            return NORMAL_DROP | DropReason::ReservedMulticast as u32;
+            x.skip(DropReason::ReservedMulticast, t);
+            return Some(NormalDecision::Drop(DropReason::ReservedMulticast));
         }
-        let src = x.key.dl_src();
-        let grat = is_gratuitous_arp(&x.key);
+        let src = x.key().dl_src();
+        let grat = is_gratuitous_arp(x.key());
         let (res, evicted) = if T::DRY {
             let r = self
                 .mac
-                .preview(src, vlan, in_idx as u16, x.now.secs(), grat);
+                .preview(src, vlan, in_idx as u16, x.now().secs(), grat);
             (r, None)
         } else {
             self.mac
-                .learn_ex(src, vlan, in_idx as u16, x.now.secs(), grat)
+                .learn_ex(src, vlan, in_idx as u16, x.now().secs(), grat)
         };
         if T::ENABLED {
             t.record(TraceEvent::Learn {
@@ -72,35 +142,35 @@ impl Pipeline {
             });
         }
         // A gratuitous ARP must refresh its entry every time: never cached.
-        let cache = if grat { 0 } else { u32::MAX };
-        match found {
+        let decided = match found {
             Some(out) if out as usize != in_idx => {
-                let mut after = x.vlans;
+                let mut after = x.vlans();
                 self.ports[out as usize]
                     .cfg
                     .vlan
                     .output_translate(&xv)
                     .put(&mut after);
-                let same = if Tag::same2(&after, &x.vlans) {
-                    NORMAL_SAME_TAGS
-                } else {
-                    0
-                };
+                let same_tags = Tag::same2(&after, &x.vlans());
                 self.output_normal(out as usize, &xv, x, pkt, t);
-                (NORMAL_UNICAST | same | out as u32) & cache
+                NormalDecision::Unicast {
+                    port: out,
+                    same_tags,
+                }
             }
             Some(_) => {
-                Self::skip(x, DropReason::LearnedOnInPort, t);
-                (NORMAL_DROP | DropReason::LearnedOnInPort as u32) & cache
+                x.skip(DropReason::LearnedOnInPort, t);
+                NormalDecision::Drop(DropReason::LearnedOnInPort)
             }
             None => {
                 if T::ENABLED {
                     t.record(TraceEvent::Flood { vlan });
                 }
                 self.normal_flood(in_idx, &xv, x, pkt, t);
-                NORMAL_FLOOD & cache
+                NormalDecision::Flood
             }
-        }
+        };
+        // A gratuitous ARP must refresh its entry every time: never cached.
+        (!grat).then_some(decided)
     }
 
     /// NORMAL's VLAN admission: the frame's VLAN inside the switch, or `None`
@@ -112,14 +182,14 @@ impl Pipeline {
         x: &mut Xlate,
         t: &mut T,
     ) -> Option<Xvlan> {
-        if eth_type_vlan(x.key.dl_type()) && !x.vlans[0].present() {
-            Self::skip(x, DropReason::PartialVlanTag, t);
+        if eth_type_vlan(x.key().dl_type()) && !x.vlans()[0].present() {
+            x.skip(DropReason::PartialVlanTag, t);
             return None;
         }
-        let in_x = Xvlan::extract(&x.vlans);
+        let in_x = Xvlan::extract(&x.vlans());
         let pv = &self.ports[in_idx].cfg.vlan;
         if !pv.input_vid_valid(in_x.v[0].vid) {
-            Self::skip(x, DropReason::VlanNotAllowed, t);
+            x.skip(DropReason::VlanNotAllowed, t);
             return None;
         }
         Some(pv.input_translate(&in_x))
@@ -134,14 +204,14 @@ impl Pipeline {
         pkt: &mut PacketBuf,
         t: &mut T,
     ) {
-        let before = x.outputs;
+        let before = x.outputs();
         for idx in 0..self.ports.len() {
             if idx != in_idx && !self.ports[idx].down && self.ports[idx].cfg.vlan.includes(xv) {
                 self.output_normal(idx, xv, x, pkt, t);
             }
         }
-        if x.outputs == before {
-            Self::skip(x, DropReason::NoFloodPort, t);
+        if x.outputs() == before {
+            x.skip(DropReason::NoFloodPort, t);
         }
     }
 
@@ -151,39 +221,35 @@ impl Pipeline {
     #[inline]
     pub(super) fn normal_replay<T: Tracer>(
         &mut self,
-        decided: u32,
+        decided: NormalDecision,
         x: &mut Xlate,
         pkt: &mut PacketBuf,
         t: &mut T,
     ) {
-        let arg = decided & 0xffff;
-        if decided & NORMAL_SAME_TAGS != 0 {
-            // Unicast, tags unchanged: admission and VLAN translation were
-            // settled when the decision was made for this exact flow.
-            self.emit(arg as usize, x, pkt, t);
-            return;
-        }
-        match decided & NORMAL_KIND {
-            NORMAL_UNICAST | NORMAL_FLOOD => {
-                let Some(in_idx) = self.port_index(x.key.in_port()) else {
+        match decided {
+            NormalDecision::Unicast {
+                port,
+                same_tags: true,
+            } => {
+                // Unicast, tags unchanged: admission and VLAN translation
+                // were settled when the decision was made for this exact
+                // flow.
+                self.emit(port as usize, x, pkt, t);
+            }
+            NormalDecision::Unicast { .. } | NormalDecision::Flood => {
+                let Some(in_idx) = self.port_index(x.key().in_port()) else {
                     return;
                 };
                 let Some(xv) = self.normal_vlan(in_idx as usize, x, t) else {
                     return;
                 };
-                if decided & NORMAL_KIND == NORMAL_UNICAST {
-                    self.output_normal(arg as usize, &xv, x, pkt, t);
+                if let NormalDecision::Unicast { port, .. } = decided {
+                    self.output_normal(port as usize, &xv, x, pkt, t);
                 } else {
                     self.normal_flood(in_idx as usize, &xv, x, pkt, t);
                 }
             }
-            _ => {
-                let r = DropReason::ALL
-                    .get(arg as usize)
-                    .copied()
-                    .unwrap_or(DropReason::ActionDrop);
-                Self::skip(x, r, t);
-            }
+            NormalDecision::Drop(r) => x.skip(r, t),
         }
     }
 
@@ -196,11 +262,12 @@ impl Pipeline {
         pkt: &mut PacketBuf,
         t: &mut T,
     ) {
-        let old = x.vlans;
-        let ox = self.ports[out].cfg.vlan.output_translate(xv);
-        ox.put(&mut x.vlans);
+        let old = x.vlans();
+        let mut v = old;
+        self.ports[out].cfg.vlan.output_translate(xv).put(&mut v);
+        x.set_vlans(v);
         self.emit(out, x, pkt, t);
-        x.vlans = old;
+        x.set_vlans(old);
     }
 
     /// The MAC learning table.

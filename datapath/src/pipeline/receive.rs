@@ -36,18 +36,8 @@ impl Pipeline {
         }
         // Like OVS, the MTU is enforced on send only (a device's own MTU
         // already bounds what it receives).
-        let early = if len < ETH_HEADER_LEN {
-            Some(DropReason::Runt)
-        } else {
-            None
-        };
-        if let Some(r) = early {
-            if !T::DRY {
-                port.stats.drops.add(r, 1);
-            }
-            if T::ENABLED {
-                t.record(TraceEvent::Dropped { reason: r });
-            }
+        if len < ETH_HEADER_LEN {
+            drop_frame(&mut port.stats, DropReason::Runt, t);
             return None;
         }
         if let Some(pol) = port.police.as_mut() {
@@ -58,14 +48,7 @@ impl Pipeline {
                 pol.conform(pkt.meta.ts, bits)
             };
             if !ok {
-                if !T::DRY {
-                    port.stats.drops.add(DropReason::Policed, 1);
-                }
-                if T::ENABLED {
-                    t.record(TraceEvent::Dropped {
-                        reason: DropReason::Policed,
-                    });
-                }
+                drop_frame(&mut port.stats, DropReason::Policed, t);
                 return None;
             }
         }

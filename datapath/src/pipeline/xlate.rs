@@ -1,106 +1,16 @@
 use super::*;
-use crate::clock::Timestamp;
+
+mod state;
+pub(super) use state::Xlate;
+
 use crate::flow::Action;
-use crate::key::{Field, FlowKey};
-use crate::packet::{PacketBuf, NO_QUEUE};
+use crate::key::Field;
+use crate::packet::PacketBuf;
 use crate::parse::consts::*;
 use crate::stats::DropReason;
 use crate::trace::{TraceEvent, Tracer};
-use crate::vlan::Tag;
-
-/// Per-frame translation state.
-pub(super) struct Xlate {
-    pub(super) key: FlowKey,
-    pub(super) vlans: [Tag; 2],
-    pub(super) base_vlans: [Tag; 2],
-    /// The frame arrived with a VLAN tag.
-    pub(super) in_tagged: bool,
-    pub(super) macs_dirty: bool,
-    pub(super) in_len: usize,
-    pub(super) now: Timestamp,
-    pub(super) table: u8,
-    /// Nesting of rule executions (for traces).
-    pub(super) depth: u8,
-    /// Nesting of resubmits to the same or an earlier table (OVS's limit).
-    pub(super) rdepth: u8,
-    pub(super) resubmits: u32,
-    pub(super) outputs: u32,
-    pub(super) reason: DropReason,
-    pub(super) error: Option<DropReason>,
-    /// A meter dropped the frame: no further action runs, and the outputs
-    /// made before stand (as in Open vSwitch's datapath).
-    pub(super) halted: bool,
-    pub(super) queue: u32,
-    /// The last output so far: (port, queue chosen when it was output).
-    pub(super) pending: Option<(u16, u32, u8)>,
-    /// A `mod_vlan_pcp` set the outer tag's PCP: it is the frame's priority.
-    pub(super) pcp_set: bool,
-}
 
 impl Pipeline {
-    #[inline(always)]
-    pub(super) fn xlate_for(pkt: &PacketBuf, key: FlowKey, tag0: Tag) -> Xlate {
-        Xlate {
-            key,
-            vlans: [tag0, Tag::default()],
-            base_vlans: [tag0, Tag::default()],
-            in_tagged: tag0.present(),
-            macs_dirty: false,
-            in_len: pkt.len(),
-            now: pkt.meta.ts,
-            table: 0,
-            depth: 0,
-            rdepth: 0,
-            resubmits: 0,
-            outputs: 0,
-            reason: DropReason::ActionDrop,
-            error: None,
-            halted: false,
-            queue: NO_QUEUE,
-            pending: None,
-            pcp_set: false,
-        }
-    }
-
-    /// Applies OVS's resubmit limits: at most 4096 resubmits per frame, and
-    /// at most 64 nested resubmits to the same or an earlier table (forward
-    /// jumps cannot loop). Returns how much the nesting grew, or `None` with
-    /// the translation failed (the whole frame is then dropped).
-    #[inline]
-    pub(super) fn enter_resubmit(table: u8, x: &mut Xlate) -> Option<u8> {
-        if x.resubmits >= MAX_RESUBMITS {
-            x.error = Some(DropReason::ResubmitLimit);
-            return None;
-        }
-        x.resubmits += 1;
-        if table <= x.table {
-            if x.rdepth >= MAX_DEPTH {
-                x.error = Some(DropReason::ResubmitLimit);
-                return None;
-            }
-            x.rdepth += 1;
-            return Some(1);
-        }
-        Some(0)
-    }
-
-    #[inline]
-    pub(super) fn sync_tci(x: &mut Xlate) {
-        let tci = if x.vlans[0].present() {
-            x.vlans[0].tci
-        } else {
-            0
-        };
-        x.key.set(Field::VlanTci, tci as u64);
-    }
-
-    pub(super) fn skip<T: Tracer>(x: &mut Xlate, r: DropReason, t: &mut T) {
-        x.reason = r;
-        if T::ENABLED {
-            t.record(TraceEvent::Skip { reason: r });
-        }
-    }
-
     pub(super) fn do_action<T: Tracer>(
         &mut self,
         a: Action,
@@ -110,79 +20,60 @@ impl Pipeline {
     ) {
         match a {
             Action::Output(p) => {
-                if p == x.key.in_port() {
-                    Self::skip(x, DropReason::OutputToInPort, t);
+                if p == x.key().in_port() {
+                    x.skip(DropReason::OutputToInPort, t);
                 } else {
                     match self.port_index(p) {
                         Some(idx) => self.emit(idx as usize, x, pkt, t),
-                        None => Self::skip(x, DropReason::NoSuchPort, t),
+                        None => x.skip(DropReason::NoSuchPort, t),
                     }
                 }
             }
-            Action::InPort => match self.port_index(x.key.in_port()) {
+            Action::InPort => match self.port_index(x.key().in_port()) {
                 Some(idx) => self.emit(idx as usize, x, pkt, t),
-                None => Self::skip(x, DropReason::NoSuchPort, t),
+                None => x.skip(DropReason::NoSuchPort, t),
             },
             Action::Flood | Action::All => {
-                let in_of = x.key.in_port();
-                let before = x.outputs;
+                let in_of = x.key().in_port();
+                let before = x.outputs();
                 for idx in 0..self.ports.len() {
                     if self.ports[idx].cfg.ofport != in_of {
                         self.emit(idx, x, pkt, t);
                     }
                 }
-                if x.outputs == before {
-                    Self::skip(x, DropReason::NoFloodPort, t);
+                if x.outputs() == before {
+                    x.skip(DropReason::NoFloodPort, t);
                 }
             }
             Action::Normal => {
                 self.normal(x, pkt, t);
             }
             Action::SetVlanVid(v) => {
-                let t0 = &mut x.vlans[0];
-                if t0.tpid == 0 {
-                    t0.tpid = ETH_TYPE_VLAN;
-                }
-                t0.tci = (t0.tci & !VLAN_VID_MASK) | (v & VLAN_VID_MASK) | VLAN_CFI;
-                Self::sync_tci(x);
+                x.set_vlan_vid(v);
             }
             Action::SetVlanPcp(p) => {
-                let t0 = &mut x.vlans[0];
-                if t0.tpid == 0 {
-                    t0.tpid = ETH_TYPE_VLAN;
-                }
-                t0.tci = (t0.tci & !VLAN_PCP_MASK) | ((p as u16 & 7) << 13) | VLAN_CFI;
-                x.pcp_set = true;
-                Self::sync_tci(x);
+                x.set_vlan_pcp(p);
             }
             Action::StripVlan => {
-                x.vlans[0] = x.vlans[1];
-                x.vlans[1] = Tag::default();
-                Self::sync_tci(x);
+                x.strip_vlan();
             }
             Action::PushVlan(tpid) => {
-                x.vlans[1] = x.vlans[0];
-                x.vlans[0] = Tag {
-                    tpid,
-                    tci: VLAN_CFI,
-                };
-                Self::sync_tci(x);
+                x.push_vlan(tpid);
             }
             Action::SetDlSrc(m) => {
-                x.key.set(Field::DlSrc, m);
-                x.macs_dirty = true;
+                x.set_dl_src(m);
             }
             Action::SetDlDst(m) => {
-                x.key.set(Field::DlDst, m);
-                x.macs_dirty = true;
+                x.set_dl_dst(m);
             }
-            Action::SetQueue(q) => x.queue = q,
+            Action::SetQueue(q) => x.set_queue(q),
             Action::Meter(id) => {
-                let bits = x.in_len as u64 * 8;
+                let bits = x.in_len() as u64 * 8;
+                let now = x.now();
                 let ok = match self.meters.get_mut(&id) {
-                    Some(m) if T::DRY => m.bucket.ready_at(x.now, bits) <= x.now,
+                    Some(m) if T::DRY => m.bucket.ready_at(now, bits) <= now,
                     Some(m) => {
-                        let ok = m.bucket.conform(x.now, bits);
+                        let ok = m.bucket.conform(now, bits);
                         if ok {
                             m.passed += 1;
                         } else {
@@ -195,13 +86,13 @@ impl Pipeline {
                     None => false,
                 };
                 if !ok {
-                    x.halted = true;
-                    Self::skip(x, DropReason::Meter, t);
+                    x.halt();
+                    x.skip(DropReason::Meter, t);
                 }
             }
             Action::Resubmit { in_port, table } => {
-                let tb = table.unwrap_or(x.table);
-                let Some(back) = Self::enter_resubmit(tb, x) else {
+                let tb = table.unwrap_or(x.table());
+                let Some(back) = x.enter_resubmit(tb) else {
                     return;
                 };
                 match in_port {
@@ -209,21 +100,21 @@ impl Pipeline {
                     // only; the rule's actions still see the real input port
                     // (so NORMAL, in_port and output:N behave as expected).
                     Some(p) => {
-                        let mut k = x.key;
+                        let mut k = *x.key();
                         k.set(Field::InPort, p as u64);
                         let found = self.lookup_cached(tb, &k, k.hash64());
                         self.run_rule(tb, found, x, pkt, t);
                     }
                     None => self.xlate_table(tb, x, pkt, t),
                 }
-                x.rdepth -= back;
+                x.leave_resubmit(back);
             }
             Action::GotoTable(tb) => {
-                let Some(back) = Self::enter_resubmit(tb, x) else {
+                let Some(back) = x.enter_resubmit(tb) else {
                     return;
                 };
                 self.xlate_table(tb, x, pkt, t);
-                x.rdepth -= back;
+                x.leave_resubmit(back);
             }
         }
     }
@@ -237,74 +128,31 @@ impl Pipeline {
         pkt: &mut PacketBuf,
         t: &mut T,
     ) {
-        if let Some((p, queue, prio)) = x.pending.take() {
+        if let Some((p, queue, prio)) = x.take_pending() {
             self.enqueue_copy(p as usize, pkt, queue, prio, t);
         }
-        if self.ports[out].remark && !x.in_tagged && !x.pcp_set && x.vlans[0].present() {
+        let port = &self.ports[out];
+        if port.remark && x.adds_tag() {
             // A tag this port adds to a frame that came untagged: its PCP
             // from the frame's DSCP (IP only), for this output alone.
-            let ip = matches!(x.key.dl_type(), ETH_TYPE_IP | ETH_TYPE_IPV6);
-            if let (true, Some(q)) = (ip, self.ports[out].cfg.qos.as_ref()) {
-                let pcp = q.remark(x.key.nw_tos() >> 2) as u16;
-                let saved = x.vlans;
-                x.vlans[0].tci = (x.vlans[0].tci & !VLAN_PCP_MASK) | (pcp << 13);
-                Self::commit(x, pkt);
-                x.vlans = saved;
-            } else {
-                Self::commit(x, pkt);
+            let ip = matches!(x.key().dl_type(), ETH_TYPE_IP | ETH_TYPE_IPV6);
+            match (ip, port.cfg.qos.as_ref()) {
+                (true, Some(q)) => {
+                    let pcp = q.remark(x.key().nw_tos() >> 2) as u16;
+                    x.commit_with_pcp(pkt, pcp);
+                }
+                _ => x.commit(pkt),
             }
         } else {
-            Self::commit(x, pkt);
+            x.commit(pkt);
         }
-        let prio = if x.pcp_set && x.vlans[0].present() {
-            (x.vlans[0].tci >> 13) as u8
-        } else {
-            pkt.meta.prio
-        };
-        x.pending = Some((out as u16, x.queue, prio));
-        x.outputs += 1;
+        x.record_output(out as u16, pkt.meta.prio);
         if T::ENABLED {
-            let tci = if x.base_vlans[0].present() {
-                x.base_vlans[0].tci & !VLAN_CFI
-            } else {
-                0
-            };
             t.record(TraceEvent::Output {
                 port: out as u16,
                 len: pkt.len(),
-                tci,
+                tci: x.committed_tci(),
             });
-        }
-    }
-
-    /// Brings the frame's bytes in line with the logical flow (OVS
-    /// `commit_vlan_action` and the Ethernet rewrite): pop the tags that
-    /// differ, push the wanted ones (with DEI cleared), rewrite MACs.
-    #[inline]
-    pub(super) fn commit(x: &mut Xlate, pkt: &mut PacketBuf) {
-        if !Tag::same2(&x.vlans, &x.base_vlans) {
-            let count = |v: &[Tag; 2]| v.iter().take_while(|t| t.present()).count();
-            let mut bn = count(&x.base_vlans);
-            let mut fnn = count(&x.vlans);
-            while bn > 0 && fnn > 0 && x.base_vlans[bn - 1] == x.vlans[fnn - 1] {
-                bn -= 1;
-                fnn -= 1;
-            }
-            for _ in 0..bn {
-                pkt.pop_vlan();
-            }
-            for i in (0..fnn).rev() {
-                pkt.push_vlan(x.vlans[i].tpid, x.vlans[i].tci & !VLAN_CFI);
-            }
-            x.base_vlans = x.vlans;
-        }
-        if x.macs_dirty {
-            let d = pkt.data_mut();
-            if d.len() >= 12 {
-                d[0..6].copy_from_slice(&crate::key::mac_to_bytes(x.key.dl_dst()));
-                d[6..12].copy_from_slice(&crate::key::mac_to_bytes(x.key.dl_src()));
-            }
-            x.macs_dirty = false;
         }
     }
 }
