@@ -258,9 +258,9 @@ impl Server {
                     .map(|s| {
                         s.meters
                             .iter()
-                            .map(|(id, rate, burst, passed, dropped)| {
-                                json!({"id": id, "rate": rate, "burst": burst,
-                                       "passed": passed, "dropped": dropped})
+                            .map(|m| {
+                                json!({"id": m.id, "rate": m.rate, "burst": m.burst,
+                                       "passed": m.passed, "dropped": m.dropped})
                             })
                             .collect()
                     })

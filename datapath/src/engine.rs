@@ -322,10 +322,10 @@ pub struct BridgeSnapshot {
     pub mac_entries: usize,
     /// MAC table limit.
     pub mac_max: usize,
-    /// Meters: (id, rate, burst, passed, dropped).
-    pub meters: Vec<(u32, u64, u64, u64, u64)>,
-    /// Exact-match cache hits and misses.
-    pub emc: (u64, u64),
+    /// Meters, by id.
+    pub meters: Vec<crate::qos::MeterReport>,
+    /// Exact-match cache counters.
+    pub emc: crate::emc::EmcStats,
     /// When it was taken.
     pub at: Timestamp,
 }

@@ -782,6 +782,22 @@ impl EgressQos {
     }
 }
 
+/// One meter's settings and counters, as reports show them
+/// ([`crate::pipeline::Pipeline::meters`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MeterReport {
+    /// Id.
+    pub id: u32,
+    /// Rate, bits/s.
+    pub rate: u64,
+    /// Burst, bits.
+    pub burst: u64,
+    /// Frames that passed.
+    pub passed: u64,
+    /// Frames dropped.
+    pub dropped: u64,
+}
+
 /// A meter: a policer rules can send frames through (`meter:N`).
 #[derive(Clone, Debug)]
 pub struct Meter {

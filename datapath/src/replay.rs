@@ -407,19 +407,33 @@ pub struct QueueSummary {
     pub dropped: u64,
 }
 
-/// One meter's counters in a summary.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MeterSummary {
-    /// Id.
-    pub id: u32,
-    /// Rate, bits/s.
-    pub rate: u64,
-    /// Burst, bits.
-    pub burst: u64,
-    /// Frames that passed.
-    pub passed: u64,
-    /// Frames dropped.
-    pub dropped: u64,
+/// One table's lookups in a summary. Written as `[table, lookups,
+/// matched]`, as summaries always were.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "(u8, u64, u64)", into = "(u8, u64, u64)")]
+pub struct TableSummary {
+    /// Table id.
+    pub table: u8,
+    /// Lookups.
+    pub lookups: u64,
+    /// Lookups that found a rule.
+    pub matched: u64,
+}
+
+impl From<(u8, u64, u64)> for TableSummary {
+    fn from((table, lookups, matched): (u8, u64, u64)) -> Self {
+        TableSummary {
+            table,
+            lookups,
+            matched,
+        }
+    }
+}
+
+impl From<TableSummary> for (u8, u64, u64) {
+    fn from(t: TableSummary) -> Self {
+        (t.table, t.lookups, t.matched)
+    }
 }
 
 /// One rule's counters in a summary.
@@ -451,15 +465,15 @@ pub struct Summary {
     pub ports: Vec<PortSummary>,
     /// Per rule, in flows.txt order.
     pub rules: Vec<RuleSummary>,
-    /// Lookups per table that was used: (table, lookups, matched).
-    pub tables: Vec<(u8, u64, u64)>,
+    /// Lookups per table that was used.
+    pub tables: Vec<TableSummary>,
     /// MAC table: entries at the end, evictions, expirations, moves.
     pub mac_table: BTreeMap<String, u64>,
     /// Damaged inputs (frames before the damage were replayed).
     pub input_errors: Vec<String>,
     /// Meters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub meters: Vec<MeterSummary>,
+    pub meters: Vec<crate::qos::MeterReport>,
 }
 
 fn counters_map(d: &DropCounters) -> BTreeMap<String, u64> {
@@ -841,7 +855,11 @@ fn summarize(
         .iter()
         .enumerate()
         .filter(|(_, t)| t.lookups > 0)
-        .map(|(i, t)| (i as u8, t.lookups, t.matched))
+        .map(|(i, t)| TableSummary {
+            table: i as u8,
+            lookups: t.lookups,
+            matched: t.matched,
+        })
         .collect();
     let mt = pipe.mac_table();
     let mut mac_table = BTreeMap::new();
@@ -857,17 +875,7 @@ fn summarize(
         tables,
         mac_table,
         input_errors,
-        meters: pipe
-            .meters()
-            .into_iter()
-            .map(|(id, rate, burst, passed, dropped)| MeterSummary {
-                id,
-                rate,
-                burst,
-                passed,
-                dropped,
-            })
-            .collect(),
+        meters: pipe.meters(),
     }
 }
 

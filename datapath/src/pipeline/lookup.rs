@@ -210,9 +210,12 @@ impl Pipeline {
         true
     }
 
-    /// Exact-match cache (hits, misses).
-    pub fn emc_stats(&self) -> (u64, u64) {
-        (self.emc.hits, self.emc.misses)
+    /// The exact-match cache's counters.
+    pub fn emc_stats(&self) -> crate::emc::EmcStats {
+        crate::emc::EmcStats {
+            hits: self.emc.hits,
+            misses: self.emc.misses,
+        }
     }
 }
 

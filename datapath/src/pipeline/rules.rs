@@ -110,14 +110,20 @@ impl Pipeline {
         }
     }
 
-    /// The meters: (id, rate bits/s, burst bits, passed, dropped), by id.
-    pub fn meters(&self) -> Vec<(u32, u64, u64, u64, u64)> {
+    /// The meters, by id.
+    pub fn meters(&self) -> Vec<crate::qos::MeterReport> {
         let mut v: Vec<_> = self
             .meters
             .iter()
-            .map(|(id, m)| (*id, m.bucket.rate(), m.burst, m.passed, m.dropped))
+            .map(|(id, m)| crate::qos::MeterReport {
+                id: *id,
+                rate: m.bucket.rate(),
+                burst: m.burst,
+                passed: m.passed,
+                dropped: m.dropped,
+            })
             .collect();
-        v.sort_unstable();
+        v.sort_unstable_by_key(|m| m.id);
         v
     }
 

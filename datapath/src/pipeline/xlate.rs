@@ -245,7 +245,16 @@ mod tests {
             })
             .collect();
         assert_eq!(got, vec![(1, 1), (1, 1), (0, 1)]);
-        assert_eq!(r.p.meters(), vec![(1, 1, 1000, 2, 1)]);
+        assert_eq!(
+            r.p.meters(),
+            vec![crate::qos::MeterReport {
+                id: 1,
+                rate: 1,
+                burst: 1000,
+                passed: 2,
+                dropped: 1
+            }]
+        );
         let drops = |r: &Rig, i| {
             r.p.port_stats(i)
                 .expect("port")
