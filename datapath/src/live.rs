@@ -13,8 +13,8 @@ use crate::flow::{MatchSpec, Rule};
 use crate::packet::PacketBuf;
 use crate::pipeline::PortConfig;
 use crate::qos::QosConfig;
-use crate::replay::TraceReport;
 use crate::table::{FlowTables, RuleStats};
+use crate::trace::TraceReport;
 
 /// A command for the polling thread.
 #[derive(Debug)]

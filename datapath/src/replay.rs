@@ -23,7 +23,7 @@ use crate::port::pcap::PcapPort;
 use crate::port::{BackendStats, Port};
 use crate::stats::{DropCounters, MalformedCounters};
 use crate::table::Removed;
-use crate::trace::{TraceEvent, TraceLog};
+use crate::trace::{TraceLog, TraceReport};
 use crate::vlan::{PortVlan, VlanMode};
 
 /// `scenario.toml`, as written.
@@ -900,30 +900,6 @@ pub struct TraceRequest {
     /// (port index, 0-based frame index in that port's input). Frames that
     /// come before it in replay order set up the MAC table and counters.
     pub after: Option<(usize, usize)>,
-}
-
-/// The result of a trace.
-#[derive(Debug, Clone)]
-pub struct TraceReport {
-    /// The events.
-    pub events: Vec<TraceEvent>,
-    /// Port names by index.
-    pub port_names: Vec<String>,
-    /// Frames replayed before the traced one.
-    pub warmup_frames: u64,
-}
-
-impl TraceReport {
-    /// The report as text.
-    pub fn render(&self) -> String {
-        let names = |i: u16| {
-            self.port_names
-                .get(i as usize)
-                .cloned()
-                .unwrap_or_else(|| format!("#{i}"))
-        };
-        crate::trace::render(&self.events, &names)
-    }
 }
 
 /// Traces one frame through the scenario's pipeline.
