@@ -13,8 +13,8 @@ use xsw_control::client::{self, Client, ClientError};
 use xsw_control::proto::Command as Req;
 use xsw_control::spec::{MeterSpec, PortSpec, PortType, XdpMode};
 use xsw_datapath::flow::{parse_flow, FlowError};
-use xsw_datapath::qos::{QosSpec, QueueSpec};
 use xsw_datapath::replay::{self, Scenario, TraceRequest};
+use xsw_datapath::spec::{QosSpec, QueueSpec};
 use xsw_datapath::trace::TraceJson;
 use xsw_datapath::vlan::VlanMode;
 use xsw_datapath::Error;
@@ -1176,8 +1176,8 @@ fn flow(live: &Live, cmd: FlowCmd) -> Result<ExitCode> {
                 std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
             let ports = port_names(scenario.as_deref())?;
             let names = |n: &str| ports.iter().find(|(p, _)| p == n).map(|(_, o)| *o);
-            let rules =
-                replay::parse_rules(&text, &names).map_err(|(line, e): (usize, FlowError)| {
+            let rules = xsw_datapath::spec::parse_rules(&text, &names).map_err(
+                |(line, e): (usize, FlowError)| {
                     let src = text.lines().nth(line - 1).unwrap_or("");
                     anyhow::anyhow!(
                         "{}:{line}:{}: {}\n{}",
@@ -1186,7 +1186,8 @@ fn flow(live: &Live, cmd: FlowCmd) -> Result<ExitCode> {
                         e.msg(),
                         e.render(src)
                     )
-                })?;
+                },
+            )?;
             for (_, r) in &rules {
                 println!("{r}");
             }

@@ -52,7 +52,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{MeterSpec, PortSpec};
-use xsw_datapath::qos::QosSpec;
+use xsw_datapath::spec::QosSpec;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;

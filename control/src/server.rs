@@ -472,7 +472,7 @@ impl Server {
         Ok(json!({ "ofport": ofport }))
     }
 
-    fn port_set(&self, bridge: &str, name: &str, qos: Option<xsw_datapath::qos::QosSpec>) -> Res {
+    fn port_set(&self, bridge: &str, name: &str, qos: Option<xsw_datapath::spec::QosSpec>) -> Res {
         let mut m = self.lock();
         let b = m.bridge(bridge)?;
         let Some(old) = b.ports.iter().find(|p| p.name == name).cloned() else {

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use xsw_datapath::engine::{BridgeDef, PortDef, PortKind};
 use xsw_datapath::flow::{parse_flow, FlowError, Rule};
 use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
-use xsw_datapath::qos::QosSpec;
+use xsw_datapath::spec::QosSpec;
 use xsw_datapath::vlan::{PortVlan, VlanMode};
 use xsw_ebpf::AttachMode;
 
@@ -124,7 +124,7 @@ pub struct MeterSpec {
 impl MeterSpec {
     /// Checks it: (id, rate bits/s, burst bits).
     pub fn check(&self) -> Result<(u32, u64, u64), String> {
-        let d = xsw_datapath::replay::MeterDef::parse(self.id, &self.rate, self.burst.as_deref())?;
+        let d = xsw_datapath::spec::MeterDef::parse(self.id, &self.rate, self.burst.as_deref())?;
         Ok((d.id, d.rate, d.burst))
     }
 }
@@ -281,28 +281,12 @@ impl BridgeSpec {
     /// The pipeline options, checked against the ranges OVS accepts.
     pub fn options(&self) -> Result<PipelineOptions, String> {
         let mut o = PipelineOptions::default();
+        xsw_datapath::mac::check_options(self.mac_aging, self.mac_table_size)
+            .map_err(|e| format!("bridge {}: {e}", self.name))?;
         if let Some(a) = self.mac_aging {
-            let r = xsw_datapath::mac::AGING_RANGE;
-            if !r.contains(&a) {
-                return Err(format!(
-                    "bridge {}: mac_aging = {a}: must be {}-{} seconds",
-                    self.name,
-                    r.start(),
-                    r.end()
-                ));
-            }
             o.mac_aging_secs = a;
         }
         if let Some(s) = self.mac_table_size {
-            let r = xsw_datapath::mac::MAX_ENTRIES_RANGE;
-            if !r.contains(&s) {
-                return Err(format!(
-                    "bridge {}: mac_table_size = {s}: must be {}-{}",
-                    self.name,
-                    r.start(),
-                    r.end()
-                ));
-            }
             o.mac_max_entries = s;
         }
         Ok(o)

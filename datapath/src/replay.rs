@@ -16,11 +16,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{ManualClock, Timestamp};
 use crate::error::Error;
-use crate::flow::{parse_flow, Rule};
+use crate::flow::Rule;
 use crate::packet::{Batch, PacketMeta, BURST};
 use crate::pipeline::{dump_flow, Pipeline, PipelineOptions, PortConfig};
 use crate::port::pcap::PcapPort;
 use crate::port::{BackendStats, Port};
+use crate::spec::{line_col, parse_rules, MeterDef};
 use crate::stats::{DropCounters, MalformedCounters};
 use crate::table::Removed;
 use crate::trace::{TraceLog, TraceReport};
@@ -52,39 +53,6 @@ struct MeterFile {
     burst: Option<String>,
 }
 
-/// A meter, checked: id, rate (bits/s), burst (bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MeterDef {
-    /// Id (1-65535).
-    pub id: u32,
-    /// Rate, bits/s.
-    pub rate: u64,
-    /// Burst, bits.
-    pub burst: u64,
-}
-
-impl MeterDef {
-    /// Checks a meter given as text (`rate` and `burst` in bits, k/M/G).
-    pub fn parse(id: u32, rate: &str, burst: Option<&str>) -> Result<MeterDef, String> {
-        if id == 0 || id > crate::flow::syntax::MAX_METER {
-            return Err(format!(
-                "meter {id}: ids are 1-{}",
-                crate::flow::syntax::MAX_METER
-            ));
-        }
-        let spec = crate::qos::QosSpec {
-            police_rate: Some(rate.to_string()),
-            police_burst: burst.map(str::to_string),
-            ..Default::default()
-        };
-        let c = spec
-            .to_config()
-            .map_err(|e| format!("meter {id}: {}", e.replace("police_", "")))?;
-        let (rate, burst) = c.police.unwrap_or((0, 0));
-        Ok(MeterDef { id, rate, burst })
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BridgeFile {
@@ -108,7 +76,7 @@ struct PortFile {
     #[serde(default)]
     mtu: Option<u32>,
     #[serde(default)]
-    qos: Option<crate::qos::QosSpec>,
+    qos: Option<crate::spec::QosSpec>,
 }
 
 /// How the scenario's expected output was checked against Open vSwitch.
@@ -146,13 +114,6 @@ pub struct Scenario {
     pub meters: Vec<MeterDef>,
     /// The `[check]` table.
     pub check: Option<CheckFile>,
-}
-
-fn line_col(text: &str, byte: usize) -> (usize, usize) {
-    let upto = &text[..byte.min(text.len())];
-    let line = upto.matches('\n').count() + 1;
-    let col = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 impl Scenario {
@@ -218,31 +179,12 @@ impl Scenario {
         }
         let mut options = PipelineOptions::default();
         if let Some(b) = &file.bridge {
-            use crate::mac::{AGING_RANGE, MAX_ENTRIES_RANGE};
+            crate::mac::check_options(b.mac_aging, b.mac_table_size)
+                .map_err(|e| cfg_err(None, format!("bridge.{e} (the range OVS accepts)")))?;
             if let Some(a) = b.mac_aging {
-                if !AGING_RANGE.contains(&a) {
-                    return Err(cfg_err(
-                        None,
-                        format!(
-                            "bridge.mac_aging = {a}: must be {}-{} seconds (the range OVS accepts)",
-                            AGING_RANGE.start(),
-                            AGING_RANGE.end()
-                        ),
-                    ));
-                }
                 options.mac_aging_secs = a;
             }
             if let Some(s) = b.mac_table_size {
-                if !MAX_ENTRIES_RANGE.contains(&s) {
-                    return Err(cfg_err(
-                        None,
-                        format!(
-                            "bridge.mac_table_size = {s}: must be {}-{} entries (the range OVS accepts)",
-                            MAX_ENTRIES_RANGE.start(),
-                            MAX_ENTRIES_RANGE.end()
-                        ),
-                    ));
-                }
                 options.mac_max_entries = s;
             }
         }
@@ -341,27 +283,6 @@ impl Scenario {
             check: file.check,
         })
     }
-}
-
-/// Parses a rules file: one rule per line, `#` starts a comment, blank
-/// lines ignored. Returns each rule with its line number.
-pub fn parse_rules<P: crate::flow::PortNames + ?Sized>(
-    text: &str,
-    ports: &P,
-) -> Result<Vec<(usize, Rule)>, (usize, crate::flow::FlowError)> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = match raw.find('#') {
-            Some(p) => &raw[..p],
-            None => raw,
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r = parse_flow(line, ports).map_err(|e| (i + 1, e))?;
-        out.push((i + 1, r));
-    }
-    Ok(out)
 }
 
 /// One port's counters in a summary.
