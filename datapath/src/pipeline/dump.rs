@@ -1,3 +1,6 @@
+//! `dump-flows` formatting: a rule and its counters as `ovs-ofctl
+//! dump-flows` prints them.
+
 use super::*;
 use crate::clock::Timestamp;
 use crate::flow::Rule;

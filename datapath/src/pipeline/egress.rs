@@ -1,3 +1,7 @@
+//! Egress stage: a frame's fate once its actions ran (its outputs
+//! queued or taken back, its drop counted), the per-port limits (down,
+//! MTU, queue full, no buffer), and sending a port's queue without QoS.
+
 use super::*;
 use crate::clock::Timestamp;
 use crate::packet::{Batch, PacketBuf, BURST, MAX_FRAME};

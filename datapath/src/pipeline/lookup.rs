@@ -1,3 +1,7 @@
+//! Lookup stage: the exact-match cache in front of the classifier, the
+//! shortcut for the commonest cached cases, and running a matched rule's
+//! actions (or a cached NORMAL decision).
+
 use super::normal::*;
 use super::*;
 use crate::emc::{Hint, NO_RULE};

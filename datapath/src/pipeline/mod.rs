@@ -12,6 +12,23 @@
 //! ("committed") only when a copy is output, so `output:1,mod_vlan_vid:5,
 //! output:2` sends the original to port 1 and the tagged frame to port 2.
 //! The last output takes the frame's own buffer; earlier ones take copies.
+//!
+//! One `impl Pipeline` split across files, a stage per file; a frame goes
+//! through them in this order:
+//!
+//! | file | stage |
+//! |------|-------|
+//! | `mod.rs` | types, [`Pipeline::new`], the batch driver [`Pipeline::process`] |
+//! | `receive.rs` | rx counters, runt check, policing, parse, priority |
+//! | `lookup.rs` | exact-match cache and classifier, running a rule |
+//! | `xlate.rs` | actions on the logical flow (`xlate/state.rs`: its state) |
+//! | `normal.rs` | the NORMAL action |
+//! | `egress.rs` | the frame's fate, egress limits, plain send |
+//! | `qos_egress.rs` | sending through QoS queues, the cut-through |
+//!
+//! Beside them: `ports.rs` (port configuration), `rules.rs` (rules, meters,
+//! timers) and `dump.rs` (`dump-flows` text). A new action goes in
+//! `xlate.rs` (`do_action`), a new drop reason where the stage drops.
 
 mod dump;
 mod egress;

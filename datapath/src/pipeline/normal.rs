@@ -1,3 +1,7 @@
+//! The NORMAL action (OVS `xlate_normal`): VLAN admission, MAC learning
+//! and look-up, unicast or flood with output VLAN translation, and the
+//! decisions it leaves in the cache ([`NormalDecision`]).
+
 use super::*;
 use crate::key::FlowKey;
 use crate::mac::MacTable;

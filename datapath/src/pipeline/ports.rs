@@ -1,3 +1,6 @@
+//! Ports: adding, checking, taking down and deleting them, their QoS
+//! settings and buffers, and looking them up by number or name.
+
 use super::qos_egress::*;
 use super::*;
 use crate::error::Error;

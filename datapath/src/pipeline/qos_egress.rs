@@ -1,3 +1,7 @@
+//! QoS egress: sending a QoS port's frames through its queues and
+//! scheduler, or, when that changes nothing, straight out in class order
+//! (the cut-through, with its counting sort).
+
 use super::egress::*;
 use super::*;
 use crate::clock::Timestamp;

@@ -1,3 +1,6 @@
+//! Receive stage: rx counters, the runt check, ingress policing, parsing
+//! into a flow key and the frame's priority.
+
 use super::*;
 use crate::key::FlowKey;
 use crate::packet::PacketBuf;

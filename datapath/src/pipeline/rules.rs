@@ -1,3 +1,6 @@
+//! Rules and meters: adding, replacing and deleting rules, their
+//! counters, timeouts (rule expiry, MAC aging) and the removal log.
+
 use super::*;
 use crate::classifier::Rank;
 use crate::clock::Timestamp;

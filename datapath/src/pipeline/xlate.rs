@@ -1,3 +1,7 @@
+//! Translation: the actions of a rule, run one by one on the frame's
+//! logical flow ([`Xlate`]), and outputs (`emit`), which bring the
+//! frame's bytes in line with it.
+
 use super::*;
 
 mod state;
