@@ -127,14 +127,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeSpec>, Error> {
             let ftext = std::fs::read_to_string(&fpath).map_err(|e| Error::io(&fpath, e))?;
             let names = |n: &str| spec.port_number(n);
             let rules =
-                xsw_datapath::spec::parse_rules(&ftext, &names).map_err(|(line, source)| {
-                    Error::Flow {
-                        path: fpath.clone(),
-                        line,
-                        source,
-                    }
+                xsw_datapath::spec::parse_rules(&ftext, &names).map_err(|e| Error::Flow {
+                    path: fpath.clone(),
+                    line: e.line,
+                    source: e.error,
                 })?;
-            spec.flows = Some(rules.iter().map(|(_, r)| r.to_string()).collect());
+            spec.flows = Some(rules.iter().map(|n| n.rule.to_string()).collect());
         }
         out.push(spec);
     }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use xsw_control::client::{self, Client, ClientError};
 use xsw_control::proto::Command as Req;
 use xsw_control::spec::{MeterSpec, PortSpec, PortType, XdpMode};
-use xsw_datapath::flow::{parse_flow, FlowError};
+use xsw_datapath::flow::parse_flow;
 use xsw_datapath::replay::{self, Scenario, TraceRequest};
 use xsw_datapath::spec::{QosSpec, QueueSpec};
 use xsw_datapath::trace::TraceJson;
@@ -1177,7 +1177,7 @@ fn flow(live: &Live, cmd: FlowCmd) -> Result<ExitCode> {
             let ports = port_names(scenario.as_deref())?;
             let names = |n: &str| ports.iter().find(|(p, _)| p == n).map(|(_, o)| *o);
             let rules = xsw_datapath::spec::parse_rules(&text, &names).map_err(
-                |(line, e): (usize, FlowError)| {
+                |xsw_datapath::spec::RuleFileError { line, error: e }| {
                     let src = text.lines().nth(line - 1).unwrap_or("");
                     anyhow::anyhow!(
                         "{}:{line}:{}: {}\n{}",
@@ -1188,8 +1188,8 @@ fn flow(live: &Live, cmd: FlowCmd) -> Result<ExitCode> {
                     )
                 },
             )?;
-            for (_, r) in &rules {
-                println!("{r}");
+            for n in &rules {
+                println!("{}", n.rule);
             }
             eprintln!("{}: {} rule(s), all valid", file.display(), rules.len());
         }

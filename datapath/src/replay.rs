@@ -21,7 +21,7 @@ use crate::packet::{Batch, PacketMeta, BURST};
 use crate::pipeline::{dump_flow, Pipeline, PipelineOptions, PortConfig};
 use crate::port::pcap::PcapPort;
 use crate::port::{BackendStats, Port};
-use crate::spec::{line_col, parse_rules, MeterDef};
+use crate::spec::{line_col, parse_rules, MeterDef, NumberedRule};
 use crate::stats::{DropCounters, MalformedCounters};
 use crate::table::Removed;
 use crate::trace::{TraceLog, TraceReport};
@@ -107,7 +107,7 @@ pub struct Scenario {
     /// Input capture per port (same order), if the port receives anything.
     pub inputs: Vec<Option<PathBuf>>,
     /// Rules, with the line each came from (0 for the default rule).
-    pub rules: Vec<(usize, Rule)>,
+    pub rules: Vec<NumberedRule>,
     /// Pipeline options from `[bridge]`.
     pub options: PipelineOptions,
     /// Meters from `[[meter]]`.
@@ -234,13 +234,16 @@ impl Scenario {
         let rules = if flows_path.exists() {
             let text = fs::read_to_string(&flows_path).map_err(|e| Error::io(&flows_path, e))?;
             let names = |n: &str| ports.iter().find(|p| p.name == n).map(|p| p.ofport);
-            parse_rules(&text, &names).map_err(|(line, source)| Error::Flow {
+            parse_rules(&text, &names).map_err(|e| Error::Flow {
                 path: flows_path.clone(),
-                line,
-                source,
+                line: e.line,
+                source: e.error,
             })?
         } else {
-            vec![(0, Rule::default_normal())]
+            vec![NumberedRule {
+                line: 0,
+                rule: Rule::default_normal(),
+            }]
         };
 
         // Meters, and the rules that use them.
@@ -257,7 +260,7 @@ impl Scenario {
             }
             meters.push(def);
         }
-        for (line, r) in &rules {
+        for NumberedRule { line, rule: r } in &rules {
             for a in &r.actions {
                 if let crate::flow::Action::Meter(id) = a {
                     if !meters.iter().any(|m| m.id == *id) {
@@ -580,8 +583,8 @@ fn start_time(sc: &Scenario) -> Result<(Timestamp, bool), Error> {
 
 fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
     let mut p = Pipeline::new(sc.ports.clone(), sc.options)?;
-    for (_, r) in &sc.rules {
-        p.add_rule(r.clone(), start);
+    for n in &sc.rules {
+        p.add_rule(n.rule.clone(), start);
     }
     for m in &sc.meters {
         let mut meter = crate::qos::Meter::new(m.rate, m.burst);
@@ -730,7 +733,7 @@ fn summarize(
     let removed = pipe.removed_rules();
     let mut used_live = vec![false; live.len()];
     let mut used_removed = vec![false; removed.len()];
-    for (line, r) in &sc.rules {
+    for NumberedRule { line, rule: r } in &sc.rules {
         let text = r.to_string();
         if let Some(k) =
             (0..removed.len()).find(|&k| !used_removed[k] && removed[k].rule.rule == *r)

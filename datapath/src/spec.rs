@@ -258,12 +258,32 @@ impl QosSpec {
     }
 }
 
+/// A rule of a rules file with the line it came from (0 for a rule no
+/// file gave, such as the default NORMAL rule).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberedRule {
+    /// 1-based line.
+    pub line: usize,
+    /// The rule.
+    pub rule: Rule,
+}
+
+/// A line of a rules file that is not a rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {error}")]
+pub struct RuleFileError {
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong (with the column).
+    pub error: FlowError,
+}
+
 /// Parses a rules file: one rule per line, `#` starts a comment, blank
 /// lines ignored. Returns each rule with its line number.
 pub fn parse_rules<P: PortNames + ?Sized>(
     text: &str,
     ports: &P,
-) -> Result<Vec<(usize, Rule)>, (usize, FlowError)> {
+) -> Result<Vec<NumberedRule>, RuleFileError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = match raw.find('#') {
@@ -273,8 +293,8 @@ pub fn parse_rules<P: PortNames + ?Sized>(
         if line.trim().is_empty() {
             continue;
         }
-        let r = parse_flow(line, ports).map_err(|e| (i + 1, e))?;
-        out.push((i + 1, r));
+        let rule = parse_flow(line, ports).map_err(|error| RuleFileError { line: i + 1, error })?;
+        out.push(NumberedRule { line: i + 1, rule });
     }
     Ok(out)
 }
