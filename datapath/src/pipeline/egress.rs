@@ -42,7 +42,7 @@ impl Pipeline {
 
     /// Checks egress limits; on failure counts the drop and returns false.
     #[inline(always)]
-    pub(super) fn egress_ok<T: Tracer>(&mut self, out: usize, frame: &[u8], t: &mut T) -> bool {
+    fn egress_ok<T: Tracer>(&mut self, out: usize, frame: &[u8], t: &mut T) -> bool {
         let p = &mut self.ports[out];
         let r = if p.down {
             DropReason::PortDown
@@ -174,7 +174,7 @@ impl Pipeline {
 
 /// Length of a frame's Ethernet header: 18 with a VLAN tag, else 14.
 #[inline(always)]
-pub(super) fn l2_len(frame: &[u8]) -> usize {
+fn l2_len(frame: &[u8]) -> usize {
     match frame.get(12..14) {
         Some(t) if frame.len() >= 18 && eth_type_vlan(u16::from_be_bytes([t[0], t[1]])) => 18,
         _ => ETH_HEADER_LEN,
@@ -183,7 +183,7 @@ pub(super) fn l2_len(frame: &[u8]) -> usize {
 
 /// True when `frame` fits a port whose payload limit is `limit`.
 #[inline(always)]
-pub(super) fn fits(frame: &[u8], limit: usize) -> bool {
+fn fits(frame: &[u8], limit: usize) -> bool {
     let len = frame.len();
     len <= ETH_HEADER_LEN + limit
         || (len <= MAX_FRAME && len.saturating_sub(l2_len(frame)) <= limit)

@@ -2,7 +2,7 @@
 //! shortcut for the commonest cached cases, and running a matched rule's
 //! actions (or a cached NORMAL decision).
 
-use super::normal::*;
+use super::normal::NormalDecision;
 use super::*;
 use crate::emc::{Hint, NO_RULE};
 use crate::flow::Action;
@@ -35,6 +35,8 @@ impl Pipeline {
         }
     }
 
+    /// Looks `x`'s flow up in `table` and runs what matches (resubmit,
+    /// goto_table, the traced path).
     pub(super) fn xlate_table<T: Tracer>(
         &mut self,
         table: u8,

@@ -309,7 +309,7 @@ impl Pipeline {
     }
 
     /// One frame, start to end (used when tracing or when timers are due).
-    pub(super) fn process_one<T: Tracer>(&mut self, batch: &mut Batch, i: usize, t: &mut T) {
+    fn process_one<T: Tracer>(&mut self, batch: &mut Batch, i: usize, t: &mut T) {
         let meta = batch.frames()[i].meta;
         let now = meta.ts;
         let expired = if !T::DRY && now >= self.timer_due {

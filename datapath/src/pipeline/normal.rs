@@ -180,12 +180,7 @@ impl Pipeline {
     /// NORMAL's VLAN admission: the frame's VLAN inside the switch, or `None`
     /// (with the reason set) when NORMAL must drop it.
     #[inline]
-    pub(super) fn normal_vlan<T: Tracer>(
-        &self,
-        in_idx: usize,
-        x: &mut Xlate,
-        t: &mut T,
-    ) -> Option<Xvlan> {
+    fn normal_vlan<T: Tracer>(&self, in_idx: usize, x: &mut Xlate, t: &mut T) -> Option<Xvlan> {
         if eth_type_vlan(x.key().dl_type()) && !x.vlans()[0].present() {
             x.skip(DropReason::PartialVlanTag, t);
             return None;
@@ -200,7 +195,7 @@ impl Pipeline {
     }
 
     #[inline]
-    pub(super) fn normal_flood<T: Tracer>(
+    fn normal_flood<T: Tracer>(
         &mut self,
         in_idx: usize,
         xv: &Xvlan,
@@ -258,7 +253,7 @@ impl Pipeline {
     }
 
     #[inline]
-    pub(super) fn output_normal<T: Tracer>(
+    fn output_normal<T: Tracer>(
         &mut self,
         out: usize,
         xv: &Xvlan,
@@ -288,7 +283,7 @@ impl Pipeline {
 /// OVS's `is_gratuitous_arp`: a broadcast ARP reply, or a broadcast ARP
 /// request whose sender and target addresses are equal.
 #[inline]
-pub(super) fn is_gratuitous_arp(k: &FlowKey) -> bool {
+fn is_gratuitous_arp(k: &FlowKey) -> bool {
     k.dl_type() == ETH_TYPE_ARP
         && k.dl_dst() == 0xffff_ffff_ffff
         && (k.nw_proto() == 2 || (k.nw_proto() == 1 && k.nw_src() == k.nw_dst()))

@@ -1,7 +1,7 @@
 //! Ports: adding, checking, taking down and deleting them, their QoS
 //! settings and buffers, and looking them up by number or name.
 
-use super::qos_egress::*;
+use super::qos_egress::SORT_MAX;
 use super::*;
 use crate::error::Error;
 use crate::packet::{PacketBuf, BURST, MAX_FRAME};
@@ -17,7 +17,7 @@ impl Pipeline {
         Ok(())
     }
 
-    pub(super) fn check_port<'a>(
+    fn check_port<'a>(
         mut existing: impl Iterator<Item = &'a PortConfig> + Clone,
         cfg: &PortConfig,
     ) -> Result<(), Error> {
@@ -134,7 +134,7 @@ impl Pipeline {
     /// Sets up a port's QoS state from its configuration; returns how many
     /// more buffers its queues may hold. `cap`: room to keep in the egress
     /// and transmit lists (they trade places, so both get it).
-    pub(super) fn apply_qos(ps: &mut PortState, live: bool, cap: usize) -> usize {
+    fn apply_qos(ps: &mut PortState, live: bool, cap: usize) -> usize {
         let old = ps.qos.take();
         // Frames already released or queued go first, in that order, then
         // what waits to be queued: the next flush sends or queues them
@@ -206,7 +206,7 @@ impl Pipeline {
     }
 
     /// Takes up to `n` free buffers out of the pool.
-    pub(super) fn take_buffers(&mut self, n: usize) -> Vec<PacketBuf> {
+    fn take_buffers(&mut self, n: usize) -> Vec<PacketBuf> {
         let mut out = Vec::new();
         for _ in 0..n {
             match self.pool.take() {

@@ -2,7 +2,7 @@
 //! scheduler, or, when that changes nothing, straight out in class order
 //! (the cut-through, with its counting sort).
 
-use super::egress::*;
+use super::egress::send_bursts;
 use super::*;
 use crate::clock::Timestamp;
 use crate::packet::{BufPool, PacketBuf, BURST};
@@ -197,7 +197,7 @@ impl Pipeline {
 
 /// Puts `frames` in their queues; a full queue drops them (counted).
 #[inline(always)]
-pub(super) fn enqueue_all(
+fn enqueue_all(
     q: &mut crate::qos::EgressQos,
     frames: impl Iterator<Item = PacketBuf>,
     stats: &mut PortStats,

@@ -11,6 +11,8 @@ use crate::trace::{TraceEvent, Tracer};
 use crate::vlan::Tag;
 
 impl Pipeline {
+    /// Counts a frame that came in on `port` as dropped for `r` (no trace:
+    /// see [`super::drop_frame`] for the traced paths).
     #[inline]
     pub(super) fn drop_on(&mut self, port: usize, r: DropReason) {
         self.ports[port].stats.drops.add(r, 1);
