@@ -52,14 +52,6 @@ struct BridgeFile {
     meter: Vec<crate::spec::MeterSpec>,
 }
 
-fn line_col(text: &str, byte: usize) -> (usize, usize) {
-    let upto = &text[..byte.min(text.len())];
-    (
-        upto.matches('\n').count() + 1,
-        upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
-    )
-}
-
 /// Reads and checks a configuration file.
 pub fn load(path: &Path) -> Result<Vec<BridgeSpec>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -71,7 +63,7 @@ pub fn load(path: &Path) -> Result<Vec<BridgeSpec>, Error> {
 /// VLANs, numbers, interfaces, and every rule of the flows files.
 pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeSpec>, Error> {
     let err = |span: Option<std::ops::Range<usize>>, msg: String| {
-        let (line, col) = span.map_or((1, 1), |s| line_col(text, s.start));
+        let (line, col) = span.map_or((1, 1), |s| xsw_datapath::spec::line_col(text, s.start));
         Error::Config {
             path: path.to_path_buf(),
             line,
@@ -135,14 +127,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<BridgeSpec>, Error> {
             let ftext = std::fs::read_to_string(&fpath).map_err(|e| Error::io(&fpath, e))?;
             let names = |n: &str| spec.port_number(n);
             let rules =
-                xsw_datapath::replay::parse_rules(&ftext, &names).map_err(|(line, source)| {
-                    Error::Flow {
-                        path: fpath.clone(),
-                        line,
-                        source,
-                    }
+                xsw_datapath::spec::parse_rules(&ftext, &names).map_err(|e| Error::Flow {
+                    path: fpath.clone(),
+                    line: e.line,
+                    source: e.error,
                 })?;
-            spec.flows = Some(rules.iter().map(|(_, r)| r.to_string()).collect());
+            spec.flows = Some(rules.iter().map(|n| n.rule.to_string()).collect());
         }
         out.push(spec);
     }

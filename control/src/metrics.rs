@@ -211,11 +211,11 @@ pub fn render(snap: &MetricsSnapshot) -> String {
         "Frames a meter let through.",
     );
     for b in bridges {
-        for (id, _, _, passed, _) in &b.meters {
+        for m in &b.meters {
             o.sample(
                 "xsw_meter_passed_total",
-                &[("bridge", &b.name), ("meter", &id.to_string())],
-                passed,
+                &[("bridge", &b.name), ("meter", &m.id.to_string())],
+                m.passed,
             );
         }
     }
@@ -225,11 +225,11 @@ pub fn render(snap: &MetricsSnapshot) -> String {
         "Frames a meter dropped.",
     );
     for b in bridges {
-        for (id, _, _, _, dropped) in &b.meters {
+        for m in &b.meters {
             o.sample(
                 "xsw_meter_dropped_total",
-                &[("bridge", &b.name), ("meter", &id.to_string())],
-                dropped,
+                &[("bridge", &b.name), ("meter", &m.id.to_string())],
+                m.dropped,
             );
         }
     }
@@ -278,13 +278,13 @@ pub fn render(snap: &MetricsSnapshot) -> String {
             "xsw_bridge_emc_hits_total",
             "counter",
             "Exact-match cache hits.",
-            |b| b.emc.0,
+            |b| b.emc.hits,
         ),
         (
             "xsw_bridge_emc_misses_total",
             "counter",
             "Exact-match cache misses.",
-            |b| b.emc.1,
+            |b| b.emc.misses,
         ),
     ];
     for (name, kind, help, f) in gauges {

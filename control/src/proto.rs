@@ -61,7 +61,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{MeterSpec, PortSpec};
-use xsw_datapath::qos::QosSpec;
+use xsw_datapath::spec::QosSpec;
 use xsw_datapath::vlan::VlanMode;
 
 /// The protocol version this build speaks.
@@ -1359,7 +1359,7 @@ mod tests {
             mac_entries: 2,
             mac_max: 10,
             meters: vec![],
-            emc: (0, 0),
+            emc: xsw_datapath::emc::EmcStats::default(),
             at: xsw_datapath::Timestamp(5_000_000_000),
         };
         assert_eq!(

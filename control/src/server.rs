@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use xsw_datapath::clock::{Clock, MonotonicClock};
 use xsw_datapath::flow::{parse_match_spec, Rule};
+use xsw_datapath::spec::MeterDef;
 use xsw_datapath::table::FlowTables;
 use xsw_datapath::trace::TraceJson;
 use xsw_live::engine::{BridgeSnapshot, CallError, Device, EngineHandle, EngineStats};
@@ -247,12 +248,12 @@ impl Server {
                     .map(|s| {
                         s.meters
                             .iter()
-                            .map(|&(id, rate, burst, passed, dropped)| MeterInfo {
-                                id,
-                                rate,
-                                burst,
-                                passed,
-                                dropped,
+                            .map(|m| MeterInfo {
+                                id: m.id,
+                                rate: m.rate,
+                                burst: m.burst,
+                                passed: m.passed,
+                                dropped: m.dropped,
                             })
                             .collect()
                     })
@@ -481,7 +482,7 @@ impl Server {
         &self,
         bridge: &str,
         name: &str,
-        qos: Option<xsw_datapath::qos::QosSpec>,
+        qos: Option<xsw_datapath::spec::QosSpec>,
     ) -> Result<Done, ErrorBody> {
         let mut m = self.lock();
         let b = m.bridge(bridge)?;
@@ -523,7 +524,7 @@ impl Server {
     fn meter_add(&self, bridge: &str, meter: crate::spec::MeterSpec) -> Result<Done, ErrorBody> {
         let mut m = self.lock();
         m.bridge(bridge)?;
-        let (id, rate, burst) = meter
+        let MeterDef { id, rate, burst } = meter
             .check()
             .map_err(|e| ErrorBody::new(Code::Invalid, e).at("meter"))?;
         self.commit(

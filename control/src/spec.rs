@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use xsw_datapath::flow::{parse_flow, FlowError, Rule};
 use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
-use xsw_datapath::qos::QosSpec;
+use xsw_datapath::spec::{MeterDef, QosSpec};
 use xsw_datapath::vlan::{PortVlan, VlanMode};
 use xsw_ebpf::AttachMode;
 use xsw_live::engine::{BridgeDef, PortDef, PortKind};
@@ -122,10 +122,9 @@ pub struct MeterSpec {
 }
 
 impl MeterSpec {
-    /// Checks it: (id, rate bits/s, burst bits).
-    pub fn check(&self) -> Result<(u32, u64, u64), String> {
-        let d = xsw_datapath::replay::MeterDef::parse(self.id, &self.rate, self.burst.as_deref())?;
-        Ok((d.id, d.rate, d.burst))
+    /// Checks it: the meter in bits/s and bits.
+    pub fn check(&self) -> Result<MeterDef, String> {
+        MeterDef::parse(self.id, &self.rate, self.burst.as_deref())
     }
 }
 
@@ -281,28 +280,12 @@ impl BridgeSpec {
     /// The pipeline options, checked against the ranges OVS accepts.
     pub fn options(&self) -> Result<PipelineOptions, String> {
         let mut o = PipelineOptions::default();
+        xsw_datapath::mac::check_options(self.mac_aging, self.mac_table_size)
+            .map_err(|e| format!("bridge {}: {e}", self.name))?;
         if let Some(a) = self.mac_aging {
-            let r = xsw_datapath::mac::AGING_RANGE;
-            if !r.contains(&a) {
-                return Err(format!(
-                    "bridge {}: mac_aging = {a}: must be {}-{} seconds",
-                    self.name,
-                    r.start(),
-                    r.end()
-                ));
-            }
             o.mac_aging_secs = a;
         }
         if let Some(s) = self.mac_table_size {
-            let r = xsw_datapath::mac::MAX_ENTRIES_RANGE;
-            if !r.contains(&s) {
-                return Err(format!(
-                    "bridge {}: mac_table_size = {s}: must be {}-{}",
-                    self.name,
-                    r.start(),
-                    r.end()
-                ));
-            }
             o.mac_max_entries = s;
         }
         Ok(o)
@@ -387,8 +370,8 @@ impl BridgeSpec {
             let c = m
                 .check()
                 .map_err(|e| format!("bridge {}: {e}", self.name))?;
-            if meters.iter().any(|(id, _, _)| *id == c.0) {
-                return Err(format!("bridge {}: meter {} twice", self.name, c.0));
+            if meters.iter().any(|d: &MeterDef| d.id == c.id) {
+                return Err(format!("bridge {}: meter {} twice", self.name, c.id));
             }
             meters.push(c);
         }

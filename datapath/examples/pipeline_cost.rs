@@ -99,7 +99,7 @@ fn main() {
     for _ in 0..bursts {
         b.burst(&mut pos);
     }
-    let (hits, misses) = b.pipe.emc_stats();
+    let xsw_datapath::emc::EmcStats { hits, misses } = b.pipe.emc_stats();
     println!(
         "{case}: {} frames; exact-match cache: {hits} hits, {misses} misses",
         bursts * 32

@@ -44,6 +44,15 @@ pub struct Hint {
     pub gen: u32,
 }
 
+/// The cache's counters ([`crate::pipeline::Pipeline::emc_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EmcStats {
+    /// Lookups the cache answered.
+    pub hits: u64,
+    /// Lookups that went to the classifier.
+    pub misses: u64,
+}
+
 /// The cache.
 pub struct Emc {
     tags: Box<[[u16; WAYS]]>,

@@ -24,6 +24,29 @@ pub const MAX_ENTRIES_RANGE: std::ops::RangeInclusive<usize> = 10..=1_000_000;
 /// Aging times OVS accepts (`mac-aging-time`; it clamps anything else).
 pub const AGING_RANGE: std::ops::RangeInclusive<u64> = 15..=3600;
 
+/// A MAC table option outside the range OVS accepts.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MacOptionError {
+    /// The aging time, seconds.
+    #[error("mac_aging = {0}: must be {lo}-{hi} seconds", lo = AGING_RANGE.start(), hi = AGING_RANGE.end())]
+    Aging(u64),
+    /// The table size, entries.
+    #[error("mac_table_size = {0}: must be {lo}-{hi} entries", lo = MAX_ENTRIES_RANGE.start(), hi = MAX_ENTRIES_RANGE.end())]
+    TableSize(usize),
+}
+
+/// Checks a MAC aging time (seconds) and table size, when given, against
+/// [`AGING_RANGE`] and [`MAX_ENTRIES_RANGE`] (the aging time first).
+pub fn check_options(aging: Option<u64>, size: Option<usize>) -> Result<(), MacOptionError> {
+    if let Some(a) = aging.filter(|a| !AGING_RANGE.contains(a)) {
+        return Err(MacOptionError::Aging(a));
+    }
+    if let Some(s) = size.filter(|s| !MAX_ENTRIES_RANGE.contains(s)) {
+        return Err(MacOptionError::TableSize(s));
+    }
+    Ok(())
+}
+
 const NIL: u32 = u32::MAX;
 
 #[derive(Clone, Copy, Debug)]

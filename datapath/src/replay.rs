@@ -16,14 +16,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::{ManualClock, Timestamp};
 use crate::error::Error;
-use crate::flow::{parse_flow, Rule};
+use crate::flow::Rule;
 use crate::packet::{Batch, PacketMeta, BURST};
 use crate::pipeline::{dump_flow, Pipeline, PipelineOptions, PortConfig};
 use crate::port::pcap::PcapPort;
 use crate::port::{BackendStats, Port};
+use crate::spec::{line_col, parse_rules, MeterDef, NumberedRule};
 use crate::stats::{DropCounters, MalformedCounters};
 use crate::table::Removed;
-use crate::trace::{TraceEvent, TraceLog};
+use crate::trace::{TraceLog, TraceReport};
 use crate::vlan::{PortVlan, VlanMode};
 
 /// `scenario.toml`, as written.
@@ -52,39 +53,6 @@ struct MeterFile {
     burst: Option<String>,
 }
 
-/// A meter, checked: id, rate (bits/s), burst (bits).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MeterDef {
-    /// Id (1-65535).
-    pub id: u32,
-    /// Rate, bits/s.
-    pub rate: u64,
-    /// Burst, bits.
-    pub burst: u64,
-}
-
-impl MeterDef {
-    /// Checks a meter given as text (`rate` and `burst` in bits, k/M/G).
-    pub fn parse(id: u32, rate: &str, burst: Option<&str>) -> Result<MeterDef, String> {
-        if id == 0 || id > crate::flow::syntax::MAX_METER {
-            return Err(format!(
-                "meter {id}: ids are 1-{}",
-                crate::flow::syntax::MAX_METER
-            ));
-        }
-        let spec = crate::qos::QosSpec {
-            police_rate: Some(rate.to_string()),
-            police_burst: burst.map(str::to_string),
-            ..Default::default()
-        };
-        let c = spec
-            .to_config()
-            .map_err(|e| format!("meter {id}: {}", e.replace("police_", "")))?;
-        let (rate, burst) = c.police.unwrap_or((0, 0));
-        Ok(MeterDef { id, rate, burst })
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BridgeFile {
@@ -108,7 +76,7 @@ struct PortFile {
     #[serde(default)]
     mtu: Option<u32>,
     #[serde(default)]
-    qos: Option<crate::qos::QosSpec>,
+    qos: Option<crate::spec::QosSpec>,
 }
 
 /// How the scenario's expected output was checked against Open vSwitch.
@@ -139,20 +107,13 @@ pub struct Scenario {
     /// Input capture per port (same order), if the port receives anything.
     pub inputs: Vec<Option<PathBuf>>,
     /// Rules, with the line each came from (0 for the default rule).
-    pub rules: Vec<(usize, Rule)>,
+    pub rules: Vec<NumberedRule>,
     /// Pipeline options from `[bridge]`.
     pub options: PipelineOptions,
     /// Meters from `[[meter]]`.
     pub meters: Vec<MeterDef>,
     /// The `[check]` table.
     pub check: Option<CheckFile>,
-}
-
-fn line_col(text: &str, byte: usize) -> (usize, usize) {
-    let upto = &text[..byte.min(text.len())];
-    let line = upto.matches('\n').count() + 1;
-    let col = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
 }
 
 impl Scenario {
@@ -218,31 +179,12 @@ impl Scenario {
         }
         let mut options = PipelineOptions::default();
         if let Some(b) = &file.bridge {
-            use crate::mac::{AGING_RANGE, MAX_ENTRIES_RANGE};
+            crate::mac::check_options(b.mac_aging, b.mac_table_size)
+                .map_err(|e| cfg_err(None, format!("bridge.{e} (the range OVS accepts)")))?;
             if let Some(a) = b.mac_aging {
-                if !AGING_RANGE.contains(&a) {
-                    return Err(cfg_err(
-                        None,
-                        format!(
-                            "bridge.mac_aging = {a}: must be {}-{} seconds (the range OVS accepts)",
-                            AGING_RANGE.start(),
-                            AGING_RANGE.end()
-                        ),
-                    ));
-                }
                 options.mac_aging_secs = a;
             }
             if let Some(s) = b.mac_table_size {
-                if !MAX_ENTRIES_RANGE.contains(&s) {
-                    return Err(cfg_err(
-                        None,
-                        format!(
-                            "bridge.mac_table_size = {s}: must be {}-{} entries (the range OVS accepts)",
-                            MAX_ENTRIES_RANGE.start(),
-                            MAX_ENTRIES_RANGE.end()
-                        ),
-                    ));
-                }
                 options.mac_max_entries = s;
             }
         }
@@ -292,13 +234,16 @@ impl Scenario {
         let rules = if flows_path.exists() {
             let text = fs::read_to_string(&flows_path).map_err(|e| Error::io(&flows_path, e))?;
             let names = |n: &str| ports.iter().find(|p| p.name == n).map(|p| p.ofport);
-            parse_rules(&text, &names).map_err(|(line, source)| Error::Flow {
+            parse_rules(&text, &names).map_err(|e| Error::Flow {
                 path: flows_path.clone(),
-                line,
-                source,
+                line: e.line,
+                source: e.error,
             })?
         } else {
-            vec![(0, Rule::default_normal())]
+            vec![NumberedRule {
+                line: 0,
+                rule: Rule::default_normal(),
+            }]
         };
 
         // Meters, and the rules that use them.
@@ -315,7 +260,7 @@ impl Scenario {
             }
             meters.push(def);
         }
-        for (line, r) in &rules {
+        for NumberedRule { line, rule: r } in &rules {
             for a in &r.actions {
                 if let crate::flow::Action::Meter(id) = a {
                     if !meters.iter().any(|m| m.id == *id) {
@@ -341,27 +286,6 @@ impl Scenario {
             check: file.check,
         })
     }
-}
-
-/// Parses a rules file: one rule per line, `#` starts a comment, blank
-/// lines ignored. Returns each rule with its line number.
-pub fn parse_rules<P: crate::flow::PortNames + ?Sized>(
-    text: &str,
-    ports: &P,
-) -> Result<Vec<(usize, Rule)>, (usize, crate::flow::FlowError)> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = match raw.find('#') {
-            Some(p) => &raw[..p],
-            None => raw,
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r = parse_flow(line, ports).map_err(|e| (i + 1, e))?;
-        out.push((i + 1, r));
-    }
-    Ok(out)
 }
 
 /// One port's counters in a summary.
@@ -407,19 +331,33 @@ pub struct QueueSummary {
     pub dropped: u64,
 }
 
-/// One meter's counters in a summary.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MeterSummary {
-    /// Id.
-    pub id: u32,
-    /// Rate, bits/s.
-    pub rate: u64,
-    /// Burst, bits.
-    pub burst: u64,
-    /// Frames that passed.
-    pub passed: u64,
-    /// Frames dropped.
-    pub dropped: u64,
+/// One table's lookups in a summary. Written as `[table, lookups,
+/// matched]`, as summaries always were.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "(u8, u64, u64)", into = "(u8, u64, u64)")]
+pub struct TableSummary {
+    /// Table id.
+    pub table: u8,
+    /// Lookups.
+    pub lookups: u64,
+    /// Lookups that found a rule.
+    pub matched: u64,
+}
+
+impl From<(u8, u64, u64)> for TableSummary {
+    fn from((table, lookups, matched): (u8, u64, u64)) -> Self {
+        TableSummary {
+            table,
+            lookups,
+            matched,
+        }
+    }
+}
+
+impl From<TableSummary> for (u8, u64, u64) {
+    fn from(t: TableSummary) -> Self {
+        (t.table, t.lookups, t.matched)
+    }
 }
 
 /// One rule's counters in a summary.
@@ -451,15 +389,15 @@ pub struct Summary {
     pub ports: Vec<PortSummary>,
     /// Per rule, in flows.txt order.
     pub rules: Vec<RuleSummary>,
-    /// Lookups per table that was used: (table, lookups, matched).
-    pub tables: Vec<(u8, u64, u64)>,
+    /// Lookups per table that was used.
+    pub tables: Vec<TableSummary>,
     /// MAC table: entries at the end, evictions, expirations, moves.
     pub mac_table: BTreeMap<String, u64>,
     /// Damaged inputs (frames before the damage were replayed).
     pub input_errors: Vec<String>,
     /// Meters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub meters: Vec<MeterSummary>,
+    pub meters: Vec<crate::qos::MeterReport>,
 }
 
 fn counters_map(d: &DropCounters) -> BTreeMap<String, u64> {
@@ -645,8 +583,8 @@ fn start_time(sc: &Scenario) -> Result<(Timestamp, bool), Error> {
 
 fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
     let mut p = Pipeline::new(sc.ports.clone(), sc.options)?;
-    for (_, r) in &sc.rules {
-        p.add_rule(r.clone(), start);
+    for n in &sc.rules {
+        p.add_rule(n.rule.clone(), start);
     }
     for m in &sc.meters {
         let mut meter = crate::qos::Meter::new(m.rate, m.burst);
@@ -795,7 +733,7 @@ fn summarize(
     let removed = pipe.removed_rules();
     let mut used_live = vec![false; live.len()];
     let mut used_removed = vec![false; removed.len()];
-    for (line, r) in &sc.rules {
+    for NumberedRule { line, rule: r } in &sc.rules {
         let text = r.to_string();
         if let Some(k) =
             (0..removed.len()).find(|&k| !used_removed[k] && removed[k].rule.rule == *r)
@@ -841,7 +779,11 @@ fn summarize(
         .iter()
         .enumerate()
         .filter(|(_, t)| t.lookups > 0)
-        .map(|(i, t)| (i as u8, t.lookups, t.matched))
+        .map(|(i, t)| TableSummary {
+            table: i as u8,
+            lookups: t.lookups,
+            matched: t.matched,
+        })
         .collect();
     let mt = pipe.mac_table();
     let mut mac_table = BTreeMap::new();
@@ -857,17 +799,7 @@ fn summarize(
         tables,
         mac_table,
         input_errors,
-        meters: pipe
-            .meters()
-            .into_iter()
-            .map(|(id, rate, burst, passed, dropped)| MeterSummary {
-                id,
-                rate,
-                burst,
-                passed,
-                dropped,
-            })
-            .collect(),
+        meters: pipe.meters(),
     }
 }
 
@@ -892,30 +824,6 @@ pub struct TraceRequest {
     /// (port index, 0-based frame index in that port's input). Frames that
     /// come before it in replay order set up the MAC table and counters.
     pub after: Option<(usize, usize)>,
-}
-
-/// The result of a trace.
-#[derive(Debug, Clone)]
-pub struct TraceReport {
-    /// The events.
-    pub events: Vec<TraceEvent>,
-    /// Port names by index.
-    pub port_names: Vec<String>,
-    /// Frames replayed before the traced one.
-    pub warmup_frames: u64,
-}
-
-impl TraceReport {
-    /// The report as text.
-    pub fn render(&self) -> String {
-        let names = |i: u16| {
-            self.port_names
-                .get(i as usize)
-                .cloned()
-                .unwrap_or_else(|| format!("#{i}"))
-        };
-        crate::trace::render(&self.events, &names)
-    }
 }
 
 /// Traces one frame through the scenario's pipeline.

@@ -405,3 +405,27 @@ impl TraceJson {
 pub fn actions_text(a: &[crate::flow::Action]) -> String {
     Actions(a).to_string()
 }
+
+/// The result of a trace.
+#[derive(Debug, Clone)]
+pub struct TraceReport {
+    /// The events.
+    pub events: Vec<TraceEvent>,
+    /// Port names by index.
+    pub port_names: Vec<String>,
+    /// Frames replayed before the traced one.
+    pub warmup_frames: u64,
+}
+
+impl TraceReport {
+    /// The report as text.
+    pub fn render(&self) -> String {
+        let names = |i: u16| {
+            self.port_names
+                .get(i as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("#{i}"))
+        };
+        render(&self.events, &names)
+    }
+}

@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use xsw_control::client::ClientError;
 use xsw_control::proto::{FlowAdd, FlowDel, FlowDump, FlowReplace};
-use xsw_datapath::flow::{parse_flow, FlowError};
-use xsw_datapath::replay;
+use xsw_datapath::flow::parse_flow;
+use xsw_datapath::spec;
 
 use super::Live;
 
@@ -148,8 +148,8 @@ pub fn run(live: &Live, cmd: FlowCmd) -> Result<ExitCode> {
                 std::fs::read_to_string(&file).with_context(|| format!("{}", file.display()))?;
             let ports = super::port_names(scenario.as_deref())?;
             let names = |n: &str| ports.iter().find(|(p, _)| p == n).map(|(_, o)| *o);
-            let rules =
-                replay::parse_rules(&text, &names).map_err(|(line, e): (usize, FlowError)| {
+            let rules = spec::parse_rules(&text, &names).map_err(
+                |spec::RuleFileError { line, error: e }| {
                     let src = text.lines().nth(line - 1).unwrap_or("");
                     anyhow::anyhow!(
                         "{}:{line}:{}: {}\n{}",
@@ -158,9 +158,10 @@ pub fn run(live: &Live, cmd: FlowCmd) -> Result<ExitCode> {
                         e.msg(),
                         e.render(src)
                     )
-                })?;
-            for (_, r) in &rules {
-                println!("{r}");
+                },
+            )?;
+            for n in &rules {
+                println!("{}", n.rule);
             }
             eprintln!("{}: {} rule(s), all valid", file.display(), rules.len());
         }

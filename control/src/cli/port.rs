@@ -7,7 +7,7 @@ use clap::{Subcommand, ValueEnum};
 
 use xsw_control::proto::{PortAdd, PortDel, PortSet, PortStats, PortStatsReply};
 use xsw_control::spec::{PortSpec, PortType, XdpMode};
-use xsw_datapath::qos::{QosSpec, QueueSpec};
+use xsw_datapath::spec::{QosSpec, QueueSpec};
 use xsw_datapath::vlan::VlanMode;
 
 use super::{num, num_list, table, Live};

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use xsw_control::proto::{Show, ShowReply};
-use xsw_datapath::qos::QosSpec;
+use xsw_datapath::spec::QosSpec;
 
 use super::{or_dash, table, Live};
 

@@ -191,7 +191,7 @@ pub const CASES: &[&str] = &[
 /// as frames come, so the figure is the cost of classifying, queueing and
 /// scheduling).
 pub fn bench_qos() -> QosConfig {
-    let spec = xsw_datapath::qos::QosSpec {
+    let spec = xsw_datapath::spec::QosSpec {
         dscp_map: Some([("46".to_string(), 5u8)].into_iter().collect()),
         ..Default::default()
     };

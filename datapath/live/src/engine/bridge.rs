@@ -10,6 +10,7 @@ use xsw_datapath::packet::{Batch, PacketBuf, BURST};
 use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
 use xsw_datapath::port::PortError;
 use xsw_datapath::qos::Meter;
+use xsw_datapath::spec::MeterDef;
 use xsw_datapath::table::FlowTables;
 use xsw_datapath::trace::NoTrace;
 use xsw_ebpf::XdpRule;
@@ -28,8 +29,8 @@ pub struct BridgeDef {
     pub ports: Vec<PortDef>,
     /// Rules, exactly (an empty table drops everything).
     pub rules: Vec<Rule>,
-    /// Meters: (id, rate bits/s, burst bits).
-    pub meters: Vec<(u32, u64, u64)>,
+    /// Meters.
+    pub meters: Vec<MeterDef>,
     /// Pipeline options.
     pub options: PipelineOptions,
 }
@@ -109,8 +110,8 @@ impl Bridge {
         for r in &def.rules {
             pipe.add_rule(r.clone(), now);
         }
-        for (id, rate, burst) in &def.meters {
-            pipe.set_meter(*id, Some(Meter::new(*rate, *burst)));
+        for m in &def.meters {
+            pipe.set_meter(m.id, Some(Meter::new(m.rate, m.burst)));
         }
         pipe.set_live();
         let ports = devs.into_iter().map(LivePort::new).collect();

@@ -22,8 +22,8 @@ use xsw_datapath::key::Mac;
 use xsw_datapath::packet::PacketBuf;
 use xsw_datapath::pipeline::PortConfig;
 use xsw_datapath::qos::{Meter, QosConfig};
-use xsw_datapath::replay::TraceReport;
 use xsw_datapath::table::{FlowTables, RuleStats};
+use xsw_datapath::trace::TraceReport;
 
 use super::bridge::Bridge;
 use super::device::Device;

@@ -97,10 +97,10 @@ pub struct BridgeSnapshot {
     pub mac_entries: usize,
     /// MAC table limit.
     pub mac_max: usize,
-    /// Meters: (id, rate, burst, passed, dropped).
-    pub meters: Vec<(u32, u64, u64, u64, u64)>,
-    /// Exact-match cache hits and misses.
-    pub emc: (u64, u64),
+    /// Meters, by id.
+    pub meters: Vec<xsw_datapath::qos::MeterReport>,
+    /// Exact-match cache counters.
+    pub emc: xsw_datapath::emc::EmcStats,
     /// When it was taken.
     pub at: Timestamp,
 }
