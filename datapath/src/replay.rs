@@ -820,10 +820,31 @@ pub struct TraceRequest {
     pub frame: Vec<u8>,
     /// Its arrival time (defaults to the scenario start).
     pub ts: Option<Timestamp>,
-    /// Replay the scenario's inputs up to (not including) this point first:
-    /// (port index, 0-based frame index in that port's input). Frames that
-    /// come before it in replay order set up the MAC table and counters.
-    pub after: Option<(usize, usize)>,
+    /// Replay the scenario's inputs up to (not including) this frame first.
+    /// Frames that come before it in replay order set up the MAC table and
+    /// counters.
+    pub after: Option<InputPos>,
+}
+
+/// A frame's place in a scenario's inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputPos {
+    /// The input port's index.
+    pub port: usize,
+    /// The frame's 0-based index among the frames that port delivers.
+    pub index: usize,
+}
+
+/// One frame read from a capture file ([`read_frame`]).
+#[derive(Debug, Clone)]
+pub struct CapturedFrame {
+    /// Its timestamp.
+    pub ts: Timestamp,
+    /// Its bytes.
+    pub data: Vec<u8>,
+    /// Its 0-based position among the frames a capture port delivers
+    /// (frames over 9216 bytes never reach the switch).
+    pub delivered: usize,
 }
 
 /// Traces one frame through the scenario's pipeline.
@@ -844,7 +865,11 @@ pub fn trace(sc: &Scenario, req: &TraceRequest) -> Result<TraceReport, Error> {
     let clock = ManualClock::new(start);
     let mut warmup_frames = 0;
     let mut ts = req.ts.unwrap_or(start);
-    if let Some((wp, wi)) = req.after {
+    if let Some(InputPos {
+        port: wp,
+        index: wi,
+    }) = req.after
+    {
         let mut inputs = open_inputs(sc)?;
         let mut merger = Merger::new(sc);
         let mut seen = vec![0usize; sc.ports.len()];
@@ -889,10 +914,10 @@ pub fn trace(sc: &Scenario, req: &TraceRequest) -> Result<TraceReport, Error> {
 
 /// Reads frame `index` (0-based) of a capture file, with its timestamp.
 ///
-/// Also returns the frame's position among the frames a capture port
+/// Also tells the frame's position among the frames a capture port
 /// delivers (frames over 9216 bytes never reach the switch); a frame that
 /// is itself too long is an error that says so.
-pub fn read_frame(path: &Path, index: usize) -> Result<(Timestamp, Vec<u8>, usize), Error> {
+pub fn read_frame(path: &Path, index: usize) -> Result<CapturedFrame, Error> {
     let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut r = crate::pcap::PcapReader::new(f).map_err(|source| Error::Pcap {
         path: path.to_path_buf(),
@@ -914,7 +939,11 @@ pub fn read_frame(path: &Path, index: usize) -> Result<(Timestamp, Vec<u8>, usiz
                             crate::packet::MAX_FRAME
                         )));
                     }
-                    return Ok((rec.ts, rec.data.to_vec(), delivered));
+                    return Ok(CapturedFrame {
+                        ts: rec.ts,
+                        data: rec.data.to_vec(),
+                        delivered,
+                    });
                 }
                 i += 1;
                 delivered += usize::from(fits);

@@ -15,6 +15,19 @@ use crate::mac::{Evicted, Learned};
 use crate::parse::ParseNote;
 use crate::stats::DropReason;
 
+/// The rule a table lookup found, as a trace tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatchedRule {
+    /// The rule's id in its tables.
+    pub id: u32,
+    /// Its priority.
+    pub priority: u16,
+    /// Its cookie.
+    pub cookie: u64,
+    /// The rule, in ovs-ofctl syntax.
+    pub text: String,
+}
+
 /// One decision.
 #[derive(Clone, Debug, PartialEq)]
 pub enum TraceEvent {
@@ -47,8 +60,8 @@ pub enum TraceEvent {
         table: u8,
         /// Resubmit depth.
         depth: u8,
-        /// The rule found: (id, priority, cookie, rule text).
-        rule: Option<(u32, u16, u64, String)>,
+        /// The rule found.
+        rule: Option<MatchedRule>,
         /// Answered by the exact-match cache.
         cached: bool,
     },
@@ -259,8 +272,13 @@ pub fn render(events: &[TraceEvent], port_name: &dyn Fn(u16) -> String) -> Strin
             } => {
                 let ind = "  ".repeat(*depth as usize);
                 match rule {
-                    Some((_, prio, cookie, text)) => format!(
-                        "{ind}table {table}: matched priority={prio} cookie={cookie:#x}{}\n{ind}  rule: {text}",
+                    Some(MatchedRule {
+                        priority,
+                        cookie,
+                        text,
+                        ..
+                    }) => format!(
+                        "{ind}table {table}: matched priority={priority} cookie={cookie:#x}{}\n{ind}  rule: {text}",
                         if *cached { " (exact-match cache)" } else { "" }
                     ),
                     None => format!("{ind}table {table}: no rule matched"),

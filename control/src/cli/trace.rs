@@ -67,7 +67,7 @@ pub fn run(live: &Live, a: TraceArgs) -> Result<ExitCode> {
             if n == 0 {
                 bail!("--index: frame numbers start at 1 (as in Wireshark)");
             }
-            replay::read_frame(&path, n - 1)?.1
+            replay::read_frame(&path, n - 1)?.data
         }
         _ => bail!("give the frame with --frame HEX, or with --pcap FILE --index N"),
     };
@@ -101,10 +101,17 @@ fn offline(scenario: &Path, a: TraceArgs) -> Result<ExitCode> {
             if n == 0 {
                 bail!("--index: frame numbers start at 1 (as in Wireshark)");
             }
-            let (ts, bytes, pos) = replay::read_frame(&path, n - 1)?;
+            let replay::CapturedFrame {
+                ts,
+                data: bytes,
+                delivered: pos,
+            } = replay::read_frame(&path, n - 1)?;
             let own = port_idx.and_then(|i| sc.inputs[i].as_deref().map(|p| (i, p)));
             let after = match own {
-                Some((i, p)) if !a.cold && same_file(p, &path) => Some((i, pos)),
+                Some((i, p)) if !a.cold && same_file(p, &path) => Some(replay::InputPos {
+                    port: i,
+                    index: pos,
+                }),
                 _ => None,
             };
             TraceRequest {

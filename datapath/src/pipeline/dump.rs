@@ -1,12 +1,9 @@
 //! `dump-flows` formatting: a rule and its counters as `ovs-ofctl
 //! dump-flows` prints them.
 
-use super::*;
 use crate::clock::Timestamp;
 use crate::flow::Rule;
 use crate::table::Installed;
-
-impl Pipeline {}
 
 /// Formats a rule like `ovs-ofctl dump-flows` does, counters included.
 pub fn dump_flow(r: &Installed, now: Timestamp) -> String {

@@ -9,7 +9,7 @@ use crate::flow::Action;
 use crate::key::FlowKey;
 use crate::packet::{Batch, PacketBuf, NO_QUEUE};
 use crate::stats::DropReason;
-use crate::trace::{TraceEvent, Tracer};
+use crate::trace::{MatchedRule, TraceEvent, Tracer};
 
 impl Pipeline {
     /// The rule for `key` in `table` (or [`NO_RULE`]), through the cache.
@@ -89,7 +89,12 @@ impl Pipeline {
                 t.record(TraceEvent::Lookup {
                     table,
                     depth: x.depth(),
-                    rule: Some((rule, r.rule.priority, r.rule.cookie, r.rule.to_string())),
+                    rule: Some(MatchedRule {
+                        id: rule,
+                        priority: r.rule.priority,
+                        cookie: r.rule.cookie,
+                        text: r.rule.to_string(),
+                    }),
                     cached: found.cached,
                 });
             }

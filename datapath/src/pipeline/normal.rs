@@ -145,7 +145,6 @@ impl Pipeline {
                 port: found,
             });
         }
-        // A gratuitous ARP must refresh its entry every time: never cached.
         let decided = match found {
             Some(out) if out as usize != in_idx => {
                 let mut after = x.vlans();
@@ -315,6 +314,35 @@ pub fn is_reserved_mac(mac: u64) -> bool {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+
+    #[test]
+    fn every_decision_survives_the_cache_hint() {
+        let mut all = vec![NormalDecision::Flood];
+        for port in [0u16, 1, 0x7fff, 0xffff] {
+            for same_tags in [false, true] {
+                all.push(NormalDecision::Unicast { port, same_tags });
+            }
+        }
+        all.extend(DropReason::ALL.iter().map(|&r| NormalDecision::Drop(r)));
+        for d in all {
+            let hint = d.to_hint();
+            assert_ne!(hint, 0, "{d:?} must not look like no decision");
+            assert_eq!(NormalDecision::from_hint(hint), Some(d), "hint {hint:#x}");
+            let unchanged = matches!(
+                d,
+                NormalDecision::Unicast {
+                    same_tags: true,
+                    ..
+                }
+            );
+            assert_eq!(
+                NormalDecision::unchanged_to(hint).is_some(),
+                unchanged,
+                "{d:?}"
+            );
+        }
+        assert_eq!(NormalDecision::from_hint(0), None);
+    }
 
     #[test]
     fn normal_floods_then_learns() {
