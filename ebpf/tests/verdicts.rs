@@ -5,7 +5,12 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::PacketBuilder;
-use xsw_ebpf::{action, Verdict, XdpProgram, XdpRule};
+use xsw_ebpf::abi::{
+    XSW_KEY_DL_TYPE_BITS, XSW_KEY_DL_TYPE_SHIFT, XSW_KEY_DL_TYPE_WORD, XSW_KEY_NW_PROTO_BITS,
+    XSW_KEY_NW_PROTO_SHIFT, XSW_KEY_NW_PROTO_WORD, XSW_KEY_TP_DST_BITS, XSW_KEY_TP_DST_SHIFT,
+    XSW_KEY_TP_DST_WORD,
+};
+use xsw_ebpf::{action, Verdict, XdpProgram, XdpRule, KEY_WORDS};
 
 const PORT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x10];
 const HOST_IP: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 10);
@@ -45,19 +50,48 @@ fn arp_request(tpa: [u8; 4]) -> Vec<u8> {
     f
 }
 
-/// `udp,tp_dst=PORT,actions=drop` in key words.
-fn drop_udp_port(port: u16) -> XdpRule {
-    let mut mask = [0u64; 4];
-    let mut value = [0u64; 4];
-    mask[0] = 0xffff << 16 | 0xff << 48; // dl_type, nw_proto
-    value[0] = 0x0800 << 16 | 17 << 48;
-    mask[2] = 0xffff << 48; // tp_dst
-    value[2] = (port as u64) << 48;
+/// A key field as `xsw_abi.h` places it: (word, shift, width in bits).
+type Field = (u64, u64, u64);
+
+const DL_TYPE: Field = (
+    XSW_KEY_DL_TYPE_WORD,
+    XSW_KEY_DL_TYPE_SHIFT,
+    XSW_KEY_DL_TYPE_BITS,
+);
+const NW_PROTO: Field = (
+    XSW_KEY_NW_PROTO_WORD,
+    XSW_KEY_NW_PROTO_SHIFT,
+    XSW_KEY_NW_PROTO_BITS,
+);
+const TP_DST: Field = (
+    XSW_KEY_TP_DST_WORD,
+    XSW_KEY_TP_DST_SHIFT,
+    XSW_KEY_TP_DST_BITS,
+);
+
+/// A drop rule matching each field exactly on its value (all other bits
+/// wildcarded).
+fn rule(fields: &[(Field, u64)], needs_l3: bool) -> XdpRule {
+    let mut mask = [0u64; KEY_WORDS];
+    let mut value = [0u64; KEY_WORDS];
+    for &((word, shift, bits), v) in fields {
+        let ones = (1u64 << bits) - 1;
+        mask[word as usize] |= ones << shift;
+        value[word as usize] |= (v & ones) << shift;
+    }
     XdpRule {
         mask,
         value,
-        needs_l3: true,
+        needs_l3,
     }
+}
+
+/// `udp,tp_dst=PORT,actions=drop` in key words.
+fn drop_udp_port(port: u16) -> XdpRule {
+    rule(
+        &[(DL_TYPE, 0x0800), (NW_PROTO, 17), (TP_DST, u64::from(port))],
+        true,
+    )
 }
 
 fn delta(p: &XdpProgram, before: [u64; 5], v: Verdict) -> u64 {
@@ -170,10 +204,7 @@ fn rules_that_need_l3_leave_ipv6_to_userspace() {
     let p = load();
     p.configure(1, false, PORT_MAC).expect("configure");
     // A rule on tp_dst only (no dl_type): an IPv6 UDP frame cannot be judged here.
-    let mut r = drop_udp_port(53);
-    r.mask[0] = 0;
-    r.value[0] = 0;
-    p.set_rules(&[r]).expect("rules");
+    p.set_rules(&[rule(&[(TP_DST, 53)], true)]).expect("rules");
     let mut v6 = Vec::new();
     PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv6(

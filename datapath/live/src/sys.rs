@@ -1,11 +1,13 @@
 //! Small safe wrappers over the system calls the live switch makes, in the
 //! style of vmm-sys-util: each checks the call's return value and turns a
-//! failure into an [`io::Error`] (with `errno`), and each `unsafe` block is
-//! a single call whose arguments are checked here. Everything else in the
-//! engine, the ports and the control plane calls these instead of `libc`.
+//! failure into an [`io::Error`] (with `errno`). Each `unsafe` block is a
+//! single operation (one call, whose arguments are checked here, or one read
+//! through a pointer or union the kernel just filled) with a `SAFETY`
+//! comment of its own. Everything else in the engine, the ports and the
+//! control plane calls these instead of `libc`.
 
 use std::ffi::{c_int, CStr, CString};
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSliceMut};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -186,15 +188,6 @@ pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     check_size(unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })
 }
 
-/// `writev(2)`: bytes written from `bufs` in order.
-pub fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-    let n = c_int::try_from(bufs.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "too many buffers"))?;
-    // SAFETY: IoSlice is ABI-compatible with `struct iovec` on Unix; each
-    // describes memory readable for the call; `fd` is open.
-    check_size(unsafe { libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast(), n) })
-}
-
 /// Opens `path` read-write, non-blocking and close-on-exec.
 pub fn open_rw_nonblock(path: &str) -> io::Result<OwnedFd> {
     let c = cstring(path)?;
@@ -289,17 +282,6 @@ pub fn set_if_flags(name: &str, flags: c_int) -> io::Result<()> {
 /// `IFF_UP`, for [`if_flags`] and [`set_if_flags`].
 pub const IFF_UP: c_int = libc::IFF_UP;
 
-/// Interface `name`'s MTU (`SIOCGIFMTU`).
-pub fn if_mtu(name: &str) -> io::Result<u32> {
-    let s = ctl_socket()?;
-    let mut r = ifreq(name)?;
-    // SAFETY: SIOCGIFMTU writes the `ifr_mtu` member of the ifreq we own
-    // and borrow mutably for the call.
-    check(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut r) })?;
-    // SAFETY: the kernel just filled the mtu member of the union.
-    Ok(unsafe { r.ifr_ifru.ifru_mtu }.max(0) as u32)
-}
-
 /// Sets interface `name`'s MTU (`SIOCSIFMTU`).
 pub fn set_if_mtu(name: &str, mtu: u32) -> io::Result<()> {
     let mtu = c_int::try_from(mtu)
@@ -320,30 +302,36 @@ pub fn if_addrs(name: &str) -> io::Result<(Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
     // success we walk the list read-only and free it exactly once below.
     check(unsafe { libc::getifaddrs(&mut head) })?;
     let mut cur = head;
+    // Every pointer read below is into the list getifaddrs returned, which
+    // stays valid and unchanged until the freeifaddrs at the end; nothing
+    // read from it is kept past that point (the addresses are copied out).
     while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, which
-        // stays valid until freeifaddrs; its name is a NUL-terminated
-        // string and `ifa_addr`, when non-null, points at a sockaddr whose
-        // family field tells its real type, checked before each cast.
-        unsafe {
-            let ifa = &*cur;
-            if !ifa.ifa_name.is_null()
-                && CStr::from_ptr(ifa.ifa_name).to_bytes() == name.as_bytes()
-                && !ifa.ifa_addr.is_null()
-            {
-                match c_int::from((*ifa.ifa_addr).sa_family) {
-                    libc::AF_INET => {
-                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                        v4.push(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)));
-                    }
-                    libc::AF_INET6 => {
-                        let sa = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
-                        v6.push(Ipv6Addr::from(sa.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
+        // SAFETY: `cur` is non-null and a node of that list.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: a non-null `ifa_name` is a NUL-terminated string.
+        let ifa_name = unsafe { CStr::from_ptr(ifa.ifa_name) };
+        if ifa_name.to_bytes() != name.as_bytes() {
+            continue;
+        }
+        // SAFETY: a non-null `ifa_addr` points at a sockaddr, whose family
+        // field every sockaddr type starts with.
+        let family = c_int::from(unsafe { (*ifa.ifa_addr).sa_family });
+        match family {
+            libc::AF_INET => {
+                // SAFETY: the family says it is a sockaddr_in.
+                let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                v4.push(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)));
             }
-            cur = ifa.ifa_next;
+            libc::AF_INET6 => {
+                // SAFETY: the family says it is a sockaddr_in6.
+                let sa = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                v6.push(Ipv6Addr::from(sa.sin6_addr.s6_addr));
+            }
+            _ => {}
         }
     }
     // SAFETY: `head` came from a successful getifaddrs and is freed once;
@@ -404,9 +392,14 @@ pub const SIGTERM: c_int = libc::SIGTERM;
 /// Installs `handler` for signal `sig` (`sigaction`, restarting
 /// interrupted system calls, as `signal(2)` does on Linux).
 pub fn set_signal_handler(sig: c_int, handler: SignalHandler) -> io::Result<()> {
-    // SAFETY: sigaction is a plain C struct for which all-zero is valid
-    // (empty mask, no flags); we fill in the handler and flags.
+    // SAFETY: sigaction is a plain C struct of integers, pointers and a
+    // signal set, for which all-zero bytes are a valid value (no flags, no
+    // restorer); the mask is then emptied with sigemptyset, not assumed
+    // empty because it is zero, and the handler and flags are filled in.
     let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: `act.sa_mask` is a sigset_t we own and borrow mutably for
+    // the call, which only writes it.
+    check(unsafe { libc::sigemptyset(&mut act.sa_mask) })?;
     act.sa_sigaction = handler as usize as libc::sighandler_t;
     act.sa_flags = libc::SA_RESTART;
     // SAFETY: `act` is a valid sigaction that outlives the call, the old
@@ -439,7 +432,6 @@ mod tests {
         assert!(if_nametoindex("lo").expect("lo") > 0);
         let e = if_nametoindex("xsw-no-such-if").expect_err("missing");
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        assert!(if_mtu("lo").expect("mtu") >= 1500);
         // lo may be down (a fresh network namespace): only the call is checked.
         assert!(if_flags("lo").is_ok());
         assert!(if_addrs("lo").is_ok());

@@ -1,9 +1,10 @@
-// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0
 /*
- * Licence: the workspace is Apache-2.0, but this program is loaded into the
- * kernel and calls GPL-only helpers, so it must declare a GPL-compatible
- * licence. It is dual-licensed GPL-2.0-only or BSD-2-Clause, which the
- * kernel calls "Dual BSD/GPL" (the LICENSE section at the end says the same).
+ * Licence: this file is dual-licensed, GPL-2.0-only or Apache-2.0 (the
+ * SPDX line above). The kernel must see a GPL-compatible licence for the
+ * program to call GPL-only helpers, so the LICENSE section at the end
+ * declares "GPL": loaded into the kernel, the program is offered under the
+ * GPL-2.0 option of its dual licence.
  */
 /*
  * xsw's XDP classifier: one entry point per port, run on every frame the
@@ -19,9 +20,10 @@
  *   redirect  everything else goes to this port's AF_XDP socket for its rx
  *             queue (XSKMAP), where the switch pipeline handles it.
  *
- * Drop rules match on the first four words of xsw's flow key (in_port,
- * dl_type, vlan_tci, nw_proto, nw_tos, dl_src/dst, tp_src/dst, nw_src/dst;
- * the layout is in xsw_abi.h, shared with userspace), extracted here with the same Open vSwitch rules the userspace parser uses.
+ * Drop rules match on the first XSW_KEY_WORDS (four) words of xsw's flow
+ * key (in_port, dl_type, vlan_tci, nw_proto, nw_tos, dl_src/dst, tp_src/dst,
+ * nw_src/dst; the layout is in xsw_abi.h, shared with userspace), extracted
+ * here with the same Open vSwitch rules the userspace parser uses.
  * When this program cannot be sure of a field a rule needs (IPv6 L3/L4,
  * 802.3 frames, truncated tags), it stops and lets userspace decide: a drop
  * here is only ever an early copy of userspace's own decision.
@@ -116,7 +118,7 @@ static __always_inline __u32 rd32(const __u8 *p)
     return ((__u32)p[0] << 24) | ((__u32)p[1] << 16) | ((__u32)p[2] << 8) | p[3];
 }
 
-/* Parse result: the key's first four words and what could not be parsed. */
+/* Parse result: the key's first XSW_KEY_WORDS words and what could not be parsed. */
 struct fkey {
     __u64 w[XSW_KEY_WORDS];
     __u32 l3_unknown;   /* IPv6, 802.3 or a truncated tag: L3/L4 fields unknown */
@@ -287,6 +289,8 @@ int xsw_port(struct xdp_md *ctx)
                 break;
             if (r->needs_l3 && k.l3_unknown)
                 break; /* cannot be sure: userspace decides */
+            /* One comparison per key word: there are XSW_KEY_WORDS. */
+            _Static_assert(XSW_KEY_WORDS == 4, "the rule match compares four key words");
             if ((k.w[0] & r->mask[0]) == r->value[0] && (k.w[1] & r->mask[1]) == r->value[1] &&
                 (k.w[2] & r->mask[2]) == r->value[2] && (k.w[3] & r->mask[3]) == r->value[3]) {
                 struct rule_hits *h = bpf_map_lookup_elem(&hits, &idx);
@@ -306,5 +310,10 @@ int xsw_port(struct xdp_md *ctx)
     return ret;
 }
 
-/* GPL-2.0-only OR BSD-2-Clause, as the SPDX line at the top says. */
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+/*
+ * The kernel must see a GPL-compatible licence here for the program to call
+ * GPL-only helpers: in the kernel the program is offered under the GPL-2.0
+ * option of its dual licence (GPL-2.0-only OR Apache-2.0, as the SPDX line
+ * at the top says).
+ */
+char LICENSE[] SEC("license") = "GPL";

@@ -30,15 +30,16 @@ use xsw_datapath::clock::{Clock, MonotonicClock};
 use crate::error::Error;
 use crate::sys::{self, EventFd, PollFd};
 
+mod apply;
 mod bridge;
-mod command;
 mod device;
+mod handle;
 mod report;
 mod xdp;
 
 pub use bridge::{Bridge, BridgeDef};
-pub use command::{CallError, EngineHandle, Expired, FdbRow, Replaced, RulesChanged};
 pub use device::{Device, PortDef, PortKind};
+pub use handle::{CallError, EngineHandle, Expired, FdbRow, Replaced, RulesChanged};
 pub use report::{
     BridgeReport, BridgeSnapshot, EngineStats, PortReport, RuleReport, RuleSnapshot, TableReport,
 };
@@ -47,7 +48,7 @@ pub use xdp::xdp_rules_for;
 /// The control plane's way in: a command channel and an eventfd that wakes
 /// the polling thread when it sleeps.
 struct Link {
-    rx: crossbeam_channel::Receiver<command::Op>,
+    rx: crossbeam_channel::Receiver<handle::Op>,
     wake: Arc<EventFd>,
 }
 
@@ -205,7 +206,7 @@ impl Engine {
         while let Ok(op) = rx.try_recv() {
             let now = self.clock.now();
             let stats = self.stats();
-            command::apply(&mut self.bridges, now, stats, op);
+            apply::apply(&mut self.bridges, now, stats, op);
             self.commands += 1;
         }
     }

@@ -103,8 +103,11 @@ pub struct AfXdpPort {
     next_rx: usize,
     stats: BackendStats,
     gone: bool,
-    /// Fill-ring wakeups that failed (the first is logged).
-    wakeup_errors: u64,
+    /// A fill-ring wakeup failed already (only the first failure is logged).
+    wakeup_failed: bool,
+    /// Checking that the interface still exists failed already for a reason
+    /// other than its absence (only the first such failure is logged).
+    check_failed: bool,
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -267,7 +270,8 @@ impl AfXdpPort {
             next_rx: 0,
             stats: BackendStats::default(),
             gone: false,
-            wakeup_errors: 0,
+            wakeup_failed: false,
+            check_failed: false,
         })
     }
 
@@ -360,12 +364,17 @@ impl AfXdpPort {
             if q.fq.needs_wakeup() {
                 let fd = q.rx.fd_mut();
                 // A failed wakeup only delays the kernel's refill until
-                // the next poll of this queue: counted, not fatal.
+                // the next poll of this queue: not fatal, and logged once
+                // (this runs per burst, so a lasting failure must not flood
+                // the log).
                 if let Err(e) = q.fq.wakeup(fd, 0) {
-                    if self.wakeup_errors == 0 {
-                        tracing::warn!("port {}: fill ring wakeup: {e}", self.name);
+                    if !self.wakeup_failed {
+                        self.wakeup_failed = true;
+                        tracing::warn!(
+                            "port {}: fill ring wakeup: {e} (further failures are not logged)",
+                            self.name
+                        );
                     }
-                    self.wakeup_errors += 1;
                 }
             }
             if open.is_none() && (batch.is_full() || n < want) {
@@ -519,7 +528,16 @@ impl Port for AfXdpPort {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
                 // Not an answer about the interface (out of descriptors,
                 // say): the port stays up and is checked again next time.
-                tracing::warn!("port {}: checking {}: {e}", self.name, self.info.name);
+                // This runs every flush, so only the first failure is
+                // logged; a lasting one must not flood the log.
+                if !self.check_failed {
+                    self.check_failed = true;
+                    tracing::warn!(
+                        "port {}: checking {}: {e} (further failures are not logged)",
+                        self.name,
+                        self.info.name
+                    );
+                }
                 Ok(())
             }
             _ => {
