@@ -300,19 +300,15 @@ impl BridgeSpec {
     /// meter the bridge does not have is refused.
     pub fn parse_rule(&self, text: &str) -> Result<Rule, FlowError> {
         let r = parse_flow(text, &|n: &str| self.port_number(n))?;
-        for a in &r.actions {
-            if let xsw_datapath::flow::Action::Meter(id) = a {
-                if !self.meters.iter().any(|m| m.id == *id) {
-                    let col = text.find("meter").map_or(1, |i| i + 1);
-                    return Err(FlowError::new(
-                        col,
-                        format!(
-                            "meter:{id}: no such meter (add it: xsw meter add {} {id} rate=10M)",
-                            self.name
-                        ),
-                    ));
-                }
-            }
+        if let Some(id) = r.missing_meter(|id| self.meters.iter().any(|m| m.id == id)) {
+            let col = text.find("meter").map_or(1, |i| i + 1);
+            return Err(FlowError::new(
+                col,
+                format!(
+                    "meter:{id}: no such meter (add it: xsw meter add {} {id} rate=10M)",
+                    self.name
+                ),
+            ));
         }
         Ok(r)
     }

@@ -261,17 +261,15 @@ impl Scenario {
             meters.push(def);
         }
         for NumberedRule { line, rule: r } in &rules {
-            for a in &r.actions {
-                if let crate::flow::Action::Meter(id) = a {
-                    if !meters.iter().any(|m| m.id == *id) {
-                        return Err(Error::Config {
-                            path: flows_path.clone(),
-                            line: *line,
-                            col: 1,
-                            msg: format!("meter:{id}: no such meter (add a [[meter]] with id = {id} to scenario.toml)"),
-                        });
-                    }
-                }
+            if let Some(id) = r.missing_meter(|id| meters.iter().any(|m| m.id == id)) {
+                return Err(Error::Config {
+                    path: flows_path.clone(),
+                    line: *line,
+                    col: 1,
+                    msg: format!(
+                        "meter:{id}: no such meter (add a [[meter]] with id = {id} to scenario.toml)"
+                    ),
+                });
             }
         }
 

@@ -92,6 +92,15 @@ impl Default for Rule {
 }
 
 impl Rule {
+    /// The first meter this rule's actions name that `known` does not know
+    /// (a rule must not name a missing meter).
+    pub fn missing_meter(&self, known: impl Fn(u32) -> bool) -> Option<u32> {
+        self.actions.iter().find_map(|a| match a {
+            Action::Meter(id) if !known(*id) => Some(*id),
+            _ => None,
+        })
+    }
+
     /// The rule OVS installs in a new bridge: `priority=0,actions=NORMAL`.
     pub fn default_normal() -> Rule {
         Rule {

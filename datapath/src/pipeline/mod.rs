@@ -163,6 +163,17 @@ pub struct RemovedRule {
     pub at: Timestamp,
 }
 
+/// The rules removed by timeouts since the log was last taken
+/// ([`Pipeline::drain_removed`]).
+#[derive(Clone, Debug, Default)]
+pub struct RemovedLog {
+    /// The latest removals, oldest first.
+    pub rules: Vec<RemovedRule>,
+    /// Older removals were lost from the log: a caller keeping a copy of
+    /// the rules must take them all afresh.
+    pub lost: bool,
+}
+
 /// What the receive and lookup stages hand to the action stage.
 #[derive(Debug)]
 struct Scratch {

@@ -40,12 +40,13 @@ impl Pipeline {
 
     /// Takes the log of rules removed by timeouts since the last call.
     ///
-    /// The log holds the latest few thousand; the flag says whether older
-    /// ones were lost since the last call (a caller keeping a copy of the
-    /// rules must then take them all afresh).
-    pub fn drain_removed(&mut self) -> (Vec<RemovedRule>, bool) {
-        let lost = std::mem::replace(&mut self.removed_lost, false);
-        (self.removed.drain(..).collect(), lost)
+    /// The log holds the latest few thousand, and says whether older ones
+    /// were lost since the last call.
+    pub fn drain_removed(&mut self) -> RemovedLog {
+        RemovedLog {
+            lost: std::mem::replace(&mut self.removed_lost, false),
+            rules: self.removed.drain(..).collect(),
+        }
     }
 
     /// Removes every rule.
@@ -209,9 +210,9 @@ mod tests {
             p.add_rule(r, Timestamp(0));
         }
         p.run_timers(Timestamp::from_secs(5));
-        let (gone, lost) = p.drain_removed();
-        assert_eq!(gone.len(), REMOVED_LOG);
-        assert!(lost);
-        assert!(!p.drain_removed().1, "the flag is cleared");
+        let log = p.drain_removed();
+        assert_eq!(log.rules.len(), REMOVED_LOG);
+        assert!(log.lost);
+        assert!(!p.drain_removed().lost, "the flag is cleared");
     }
 }

@@ -159,13 +159,14 @@ fn del_port(bridges: &mut [Bridge], bridge: &str, port: &str) -> Answer<()> {
 /// Rules removed by timeouts since the last call, and whether the log lost
 /// some (then the caller must take all rules afresh).
 fn take_expired(b: &mut Bridge) -> Expired {
-    let (gone, lost) = b.pipe().drain_removed();
+    let log = b.pipe().drain_removed();
     Expired {
-        rules: gone
+        rules: log
+            .rules
             .into_iter()
             .map(|r| (r.rule.rule, r.rule.stats.installed))
             .collect(),
-        lost,
+        lost: log.lost,
     }
 }
 
