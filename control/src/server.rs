@@ -27,10 +27,10 @@ use xsw_live::engine::{BridgeSnapshot, CallError, Device, EngineHandle, EngineSt
 
 use crate::metrics::MetricsSnapshot;
 use crate::proto::{
-    AnyReply, BridgeInfo, BridgeReport, Code, Command, Done, EngineInfo, ErrorBody, FdbShowReply,
-    FlowAddReply, FlowDelReply, FlowDumpReply, FlowReplaceReply, HelloReply, MeterInfo,
-    MeterShowReply, MetricsReply, PortAddReply, PortInfo, PortStatsReply, Request, Response,
-    ShowReply, StatsReport, TraceReply, MAX_LINE, VERSION,
+    parse_hex, AnyReply, BridgeInfo, BridgeReport, Code, Command, Done, EngineInfo, ErrorBody,
+    FdbShowReply, FlowAddReply, FlowDelReply, FlowDumpReply, FlowReplaceReply, HelloReply,
+    MeterInfo, MeterShowReply, MetricsReply, PortAddReply, PortInfo, PortStatsReply, Request,
+    Response, ShowReply, StatsReport, TraceReply, MAX_LINE, VERSION,
 };
 use crate::spec::{check_name, BridgeSpec, PortSpec};
 use crate::store::Store;
@@ -1071,27 +1071,6 @@ fn write_response(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
     let mut s = serde_json::to_vec(r).map_err(std::io::Error::other)?;
     s.push(b'\n');
     w.write_all(&s)
-}
-
-/// Parses hex, ignoring spaces and colons.
-pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let mut digits = Vec::new();
-    for (i, c) in s.chars().enumerate() {
-        if c.is_ascii_whitespace() || c == ':' {
-            continue;
-        }
-        match c.to_digit(16) {
-            Some(d) => digits.push(d as u8),
-            None => return Err(format!("`{c}` at position {} is not a hex digit", i + 1)),
-        }
-    }
-    if digits.len() % 2 != 0 {
-        return Err(format!(
-            "odd number of hex digits ({}): each byte needs two",
-            digits.len()
-        ));
-    }
-    Ok(digits.chunks(2).map(|p| (p[0] << 4) | p[1]).collect())
 }
 
 /// Creates the socket: its directory (mode 0755), the socket (mode 0660,

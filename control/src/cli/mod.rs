@@ -62,7 +62,7 @@ fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
 
 /// A frame given as hex with `--frame`.
 fn parse_hex(s: &str) -> Result<Vec<u8>> {
-    xsw_control::server::parse_hex(s).map_err(|e| anyhow::anyhow!("--frame: {e}"))
+    xsw_control::proto::parse_hex(s).map_err(|e| anyhow::anyhow!("--frame: {e}"))
 }
 
 /// Loads a scenario directory.
