@@ -376,7 +376,11 @@ fn help_texts_and_completions_match_the_golden_files() {
             .join("-");
         outputs.push((format!("{name}.help"), help));
     }
-    assert!(outputs.len() > 20, "only {} help texts found", outputs.len());
+    assert!(
+        outputs.len() > 20,
+        "only {} help texts found",
+        outputs.len()
+    );
     outputs.push((
         "completions.bash".into(),
         xsw_plain(&["completions", "bash"]),
