@@ -33,11 +33,10 @@ pub enum FdbCmd {
 pub fn run(live: &Live, cmd: FdbCmd) -> Result<ExitCode> {
     match cmd {
         FdbCmd::Show { bridge, json } => {
-            let r = live.call(FdbShow { bridge })?;
             if json {
-                super::print_json(&r)?;
+                super::print_json(&live.call_value(FdbShow { bridge })?)?;
             } else {
-                print!("{}", text(&r));
+                print!("{}", text(&live.call(FdbShow { bridge })?));
             }
         }
         FdbCmd::Flush { bridge } => {

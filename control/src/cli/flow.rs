@@ -134,11 +134,10 @@ pub fn run(live: &Live, cmd: FlowCmd) -> Result<ExitCode> {
             eprintln!("{} rule(s) in effect", r.rules);
         }
         FlowCmd::Dump { bridge, json } => {
-            let r = live.call(FlowDump { bridge })?;
             if json {
-                super::print_json(&r)?;
+                super::print_json(&live.call_value(FlowDump { bridge })?)?;
             } else {
-                for f in &r.flows {
+                for f in &live.call(FlowDump { bridge })?.flows {
                     println!("{}", f.dump);
                 }
             }

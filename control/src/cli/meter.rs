@@ -81,11 +81,10 @@ pub fn run(live: &Live, cmd: MeterCmd) -> Result<ExitCode> {
             eprintln!("meter {id} of {bridge} deleted");
         }
         MeterCmd::Show { bridge, json } => {
-            let r = live.call(MeterShow { bridge })?;
             if json {
-                super::print_json(&r)?;
+                super::print_json(&live.call_value(MeterShow { bridge })?)?;
             } else {
-                print!("{}", text(&r));
+                print!("{}", text(&live.call(MeterShow { bridge })?));
             }
         }
     }

@@ -15,7 +15,6 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use serde::Serialize;
 
 use xsw_control::client::Client;
 use xsw_control::proto::Call;
@@ -34,6 +33,14 @@ impl Live {
     pub fn call<C: Call>(&self, req: C) -> Result<C::Reply> {
         let mut c = Client::connect(&self.socket)?;
         Ok(c.call(req)?)
+    }
+
+    /// Sends `req` and returns its reply as the daemon wrote it, for
+    /// `--json`: a field the reply type does not know is kept, and a reply
+    /// that does not fit the type still comes back.
+    pub fn call_value<C: Call>(&self, req: C) -> Result<serde_json::Value> {
+        let mut c = Client::connect(&self.socket)?;
+        Ok(c.call_value(req.command())?)
     }
 }
 
@@ -62,7 +69,7 @@ fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
 
 /// A frame given as hex with `--frame`.
 fn parse_hex(s: &str) -> Result<Vec<u8>> {
-    xsw_control::server::parse_hex(s).map_err(|e| anyhow::anyhow!("--frame: {e}"))
+    xsw_control::proto::parse_hex(s).map_err(|e| anyhow::anyhow!("--frame: {e}"))
 }
 
 /// Loads a scenario directory.
@@ -123,10 +130,9 @@ fn or_dash<T: Display>(v: &Option<T>) -> String {
     }
 }
 
-/// Prints a reply as pretty JSON (keys in alphabetical order, as on the
-/// socket).
-fn print_json(v: &impl Serialize) -> Result<()> {
-    let v = serde_json::to_value(v)?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+/// Prints a reply as pretty JSON, as the daemon wrote it (keys in
+/// alphabetical order, as on the socket).
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

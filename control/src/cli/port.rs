@@ -205,11 +205,10 @@ pub fn run(live: &Live, cmd: PortCmd) -> Result<ExitCode> {
             );
         }
         PortCmd::Stats { bridge, json } => {
-            let r = live.call(PortStats { bridge })?;
             if json {
-                super::print_json(&r)?;
+                super::print_json(&live.call_value(PortStats { bridge })?)?;
             } else {
-                print!("{}", stats_text(&r));
+                print!("{}", stats_text(&live.call(PortStats { bridge })?));
             }
         }
     }

@@ -23,11 +23,11 @@ pub struct ShowArgs {
 
 /// Runs `xsw show`.
 pub fn run(live: &Live, a: ShowArgs) -> Result<ExitCode> {
-    let r = live.call(Show { bridge: a.bridge })?;
+    let req = Show { bridge: a.bridge };
     if a.json {
-        super::print_json(&r)?;
+        super::print_json(&live.call_value(req)?)?;
     } else {
-        print!("{}", text(&r));
+        print!("{}", text(&live.call(req)?));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -72,15 +72,20 @@ pub fn run(live: &Live, a: TraceArgs) -> Result<ExitCode> {
         _ => bail!("give the frame with --frame HEX, or with --pcap FILE --index N"),
     };
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let r = live.call(Trace {
+    let req = Trace {
         bridge: a.target,
         in_port: a.in_port,
         frame: hex,
-    })?;
+    };
     if a.json {
-        super::print_json(&r.trace)?;
+        // The reply as the daemon wrote it, without the text.
+        let mut v = live.call_value(req)?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("text");
+        }
+        super::print_json(&v)?;
     } else {
-        print!("{}", r.text);
+        print!("{}", live.call(req)?.text);
     }
     Ok(ExitCode::SUCCESS)
 }
