@@ -6,6 +6,7 @@ use std::time::Instant;
 use xsw_datapath::clock::{Clock, MonotonicClock};
 use xsw_datapath::flow::{parse_match_spec, Rule};
 use xsw_datapath::table::FlowTables;
+use xsw_live::engine::ExpiredRule;
 
 use super::{internal, not_found_bridge, Model, Server};
 use crate::proto::{Code, ErrorBody, FlowAddReply, FlowDelReply, FlowDumpReply, FlowReplaceReply};
@@ -24,11 +25,13 @@ impl Model {
 
 /// Removes from the model's tables rules the polling thread removed by
 /// timeouts (each identified by its match and install time).
-fn forget_expired(m: &mut Model, bridge: &str, gone: &[(Rule, xsw_datapath::Timestamp)]) -> usize {
+fn forget_expired(m: &mut Model, bridge: &str, gone: &[ExpiredRule]) -> usize {
     let Some(t) = m.shadow.get_mut(bridge) else {
         return 0;
     };
-    gone.iter().filter(|(r, at)| t.remove_exact(r, *at)).count()
+    gone.iter()
+        .filter(|g| t.remove_exact(&g.rule, g.installed))
+        .count()
 }
 
 /// Rules as text, in dump order.
@@ -217,7 +220,7 @@ impl Server {
         &self,
         m: &mut Model,
         bridge: &str,
-        gone: &[(Rule, xsw_datapath::Timestamp)],
+        gone: &[ExpiredRule],
         lost: bool,
     ) -> Result<usize, ErrorBody> {
         if !lost {

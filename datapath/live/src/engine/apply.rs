@@ -15,7 +15,9 @@ use xsw_datapath::trace::TraceReport;
 
 use super::bridge::Bridge;
 use super::device::Device;
-use super::handle::{garbage, Answer, Expired, FdbRow, Op, Replaced, RulesChanged, Tx};
+use super::handle::{
+    garbage, Answer, Expired, ExpiredRule, FdbRow, Op, Replaced, RulesChanged, Tx,
+};
 use super::report::{BridgeSnapshot, EngineStats};
 
 /// Sends an answer. The caller may have given up waiting; the answer (and
@@ -164,7 +166,10 @@ fn take_expired(b: &mut Bridge) -> Expired {
         rules: log
             .rules
             .into_iter()
-            .map(|r| (r.rule.rule, r.rule.stats.installed))
+            .map(|r| ExpiredRule {
+                rule: r.rule.rule,
+                installed: r.rule.stats.installed,
+            })
             .collect(),
         lost: log.lost,
     }

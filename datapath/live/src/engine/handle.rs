@@ -50,12 +50,21 @@ pub enum CallError {
     NoAnswer,
 }
 
+/// A rule the polling thread removed by a timeout.
+#[derive(Clone, Debug)]
+pub struct ExpiredRule {
+    /// The rule.
+    pub rule: Rule,
+    /// When it was installed (which tells it from a newer rule with the
+    /// same match).
+    pub installed: Timestamp,
+}
+
 /// Rules the polling thread removed by timeouts since it was last asked.
 #[derive(Debug, Default)]
 pub struct Expired {
-    /// Each rule with its install time (which tells it from a newer rule
-    /// with the same match).
-    pub rules: Vec<(Rule, Timestamp)>,
+    /// The rules, oldest removal first.
+    pub rules: Vec<ExpiredRule>,
     /// Some removals were lost from the log: take every rule afresh.
     pub lost: bool,
 }

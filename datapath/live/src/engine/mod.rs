@@ -39,7 +39,7 @@ mod xdp;
 
 pub use bridge::{Bridge, BridgeDef};
 pub use device::{Device, PortDef, PortKind};
-pub use handle::{CallError, EngineHandle, Expired, FdbRow, Replaced, RulesChanged};
+pub use handle::{CallError, EngineHandle, Expired, ExpiredRule, FdbRow, Replaced, RulesChanged};
 pub use report::{
     BridgeReport, BridgeSnapshot, EngineStats, PortReport, RuleReport, RuleSnapshot, TableReport,
 };
