@@ -435,7 +435,9 @@ impl XdpProgram {
             )));
         }
         let mut cfg = self.cfg_get()?.unwrap_or_default();
-        // Turn rules off while rewriting them.
+        // Turn rules off while rewriting them. Writing the configuration
+        // also switches the program on, as it always has.
+        cfg.enabled = 1;
         cfg.n_rules = 0;
         self.cfg_put(&cfg)?;
         let ncpu = libbpf_rs::num_possible_cpus().map_err(|e| EbpfError::Map {
