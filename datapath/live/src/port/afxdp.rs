@@ -105,9 +105,6 @@ pub struct AfXdpPort {
     gone: bool,
     /// A fill-ring wakeup failed already (only the first failure is logged).
     wakeup_failed: bool,
-    /// Checking that the interface still exists failed already for a reason
-    /// other than its absence (only the first such failure is logged).
-    check_failed: bool,
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -271,7 +268,6 @@ impl AfXdpPort {
             stats: BackendStats::default(),
             gone: false,
             wakeup_failed: false,
-            check_failed: false,
         })
     }
 
@@ -523,24 +519,12 @@ impl Port for AfXdpPort {
 
     fn flush(&mut self) -> Result<(), PortError> {
         self.refresh_counters();
+        // Any answer but this port's own ifindex takes the port down, a
+        // failed look-up included (as before the sys wrappers; telling "gone"
+        // from "could not check" belongs with following link events).
         match crate::sys::if_nametoindex(&self.info.name) {
             Ok(i) if i == self.info.ifindex => Ok(()),
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                // Not an answer about the interface (out of descriptors,
-                // say): the port stays up and is checked again next time.
-                // This runs every flush, so only the first failure is
-                // logged; a lasting one must not flood the log.
-                if !self.check_failed {
-                    self.check_failed = true;
-                    tracing::warn!(
-                        "port {}: checking {}: {e} (further failures are not logged)",
-                        self.name,
-                        self.info.name
-                    );
-                }
-                Ok(())
-            }
-            _ => {
+            Ok(_) | Err(_) => {
                 self.gone = true;
                 Err(PortError::Gone)
             }
