@@ -446,4 +446,10 @@ impl TraceReport {
         };
         render(&self.events, &names)
     }
+
+    /// The report as JSON-friendly records (a port without a name is "").
+    pub fn json(&self) -> TraceJson {
+        let names = |i: u16| self.port_names.get(i as usize).cloned().unwrap_or_default();
+        TraceJson::new(&self.events, &names)
+    }
 }

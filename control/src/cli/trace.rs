@@ -9,7 +9,6 @@ use clap::Args;
 
 use xsw_control::proto::Trace;
 use xsw_datapath::replay::{self, TraceRequest};
-use xsw_datapath::trace::TraceJson;
 
 use super::Live;
 
@@ -130,17 +129,7 @@ fn offline(scenario: &Path, a: TraceArgs) -> Result<ExitCode> {
     };
     let report = replay::trace(&sc, &req)?;
     if a.json {
-        let names = |i: u16| {
-            report
-                .port_names
-                .get(i as usize)
-                .cloned()
-                .unwrap_or_default()
-        };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&TraceJson::new(&report.events, &names))?
-        );
+        println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
         if report.warmup_frames > 0 {
             println!(

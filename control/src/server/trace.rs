@@ -1,7 +1,5 @@
 //! Tracing a frame on the live tables.
 
-use xsw_datapath::trace::TraceJson;
-
 use super::{internal, Server};
 use crate::proto::{parse_hex, Code, ErrorBody, TraceReply};
 
@@ -38,16 +36,8 @@ impl Server {
             .engine
             .trace(bridge, in_port, bytes)
             .map_err(internal)?;
-        let names = |i: u16| {
-            report
-                .port_names
-                .get(i as usize)
-                .cloned()
-                .unwrap_or_default()
-        };
-        let j = TraceJson::new(&report.events, &names);
         Ok(TraceReply {
-            trace: j.into(),
+            trace: report.json().into(),
             text: format!(
                 "(bridge {bridge}, live tables; a dry run: nothing is learned, counted or sent)\n{}",
                 report.render()
