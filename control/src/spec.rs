@@ -4,10 +4,16 @@
 
 use serde::{Deserialize, Serialize};
 use xsw_datapath::flow::{parse_flow, FlowError, Rule};
-use xsw_datapath::pipeline::{Pipeline, PipelineOptions, PortConfig};
+use xsw_datapath::pipeline::PipelineOptions;
+#[cfg(feature = "daemon")]
+use xsw_datapath::pipeline::{Pipeline, PortConfig};
 use xsw_datapath::spec::{MeterDef, QosSpec};
-use xsw_datapath::vlan::{PortVlan, VlanMode};
+#[cfg(feature = "daemon")]
+use xsw_datapath::vlan::PortVlan;
+use xsw_datapath::vlan::VlanMode;
+#[cfg(feature = "daemon")]
 use xsw_ebpf::AttachMode;
+#[cfg(feature = "daemon")]
 use xsw_live::engine::{BridgeDef, PortDef, PortKind};
 
 /// A port's device type.
@@ -174,6 +180,7 @@ impl PortSpec {
     }
 
     /// Checks the port on its own and makes its definition.
+    #[cfg(feature = "daemon")]
     pub fn to_def(&self) -> Result<PortDef, String> {
         check_name("port", &self.name)?;
         let vlan = PortVlan::new(self.vlan_mode, self.tag, self.trunks.as_deref())
@@ -329,6 +336,7 @@ impl BridgeSpec {
     }
 
     /// Checks ports against each other (names, numbers, interfaces).
+    #[cfg(feature = "daemon")]
     pub fn check_ports(&self) -> Result<Vec<PortDef>, String> {
         let mut defs: Vec<PortDef> = Vec::new();
         for p in &self.ports {
@@ -357,6 +365,7 @@ impl BridgeSpec {
     }
 
     /// Checks everything and makes the bridge's definition.
+    #[cfg(feature = "daemon")]
     pub fn to_def(&self) -> Result<BridgeDef, String> {
         check_name("bridge", &self.name)?;
         let options = self.options()?;
@@ -397,7 +406,7 @@ impl BridgeSpec {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "daemon"))]
 mod tests {
     use super::*;
 

@@ -158,6 +158,7 @@ pub struct BridgeReport {
 }
 
 /// From the engine's report types.
+#[cfg(feature = "daemon")]
 mod from_engine {
     use super::*;
     use crate::proto::{FdbEntry, TraceSummary};
@@ -273,7 +274,7 @@ mod from_engine {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "daemon"))]
 mod tests {
     use super::*;
     use crate::proto::reply::tests::round_trip;
