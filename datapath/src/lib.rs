@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod port;
 pub mod qos;
 pub mod replay;
+pub mod sim;
 pub mod spec;
 pub mod stats;
 pub mod table;

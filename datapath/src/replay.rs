@@ -41,6 +41,14 @@ struct ScenarioFile {
     meter: Vec<toml::Spanned<MeterFile>>,
     #[serde(default)]
     check: Option<CheckFile>,
+    #[serde(default)]
+    host: Vec<toml::Spanned<crate::sim::HostFile>>,
+    #[serde(default)]
+    change: Vec<toml::Spanned<crate::sim::ChangeFile>>,
+    #[serde(default)]
+    sim: Option<crate::sim::SimFile>,
+    #[serde(default)]
+    expect: Vec<toml::Spanned<crate::sim::ExpectFile>>,
 }
 
 /// A meter in `scenario.toml`: `[[meter]] id = 1, rate = "10M", burst = "200k"`.
@@ -114,6 +122,8 @@ pub struct Scenario {
     pub meters: Vec<MeterDef>,
     /// The `[check]` table.
     pub check: Option<CheckFile>,
+    /// Simulated hosts, flow changes on the clock, `[sim]` and `[[expect]]`.
+    pub sim: crate::sim::SimSpec,
 }
 
 impl Scenario {
@@ -273,7 +283,17 @@ impl Scenario {
             }
         }
 
+        let sim = crate::sim::load(
+            &ports,
+            &file.host,
+            &file.change,
+            file.sim.as_ref(),
+            &file.expect,
+        )
+        .map_err(|(span, msg)| cfg_err(span, msg))?;
+
         Ok(Scenario {
+            sim,
             dir: dir.to_path_buf(),
             description: file.description,
             ports,
@@ -371,6 +391,10 @@ pub struct RuleSummary {
     pub n_bytes: u64,
     /// `idle_timeout`/`hard_timeout` if it was removed, with the time.
     pub removed: Option<String>,
+    /// The `[[change]]` (1-based, in time order) that added it, for a rule
+    /// added on the clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<usize>,
     /// The rule as `ovs-ofctl dump-flows` prints it, as of the last frame
     /// (or of its removal).
     pub dump: String,
@@ -396,6 +420,23 @@ pub struct Summary {
     /// Meters.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub meters: Vec<crate::qos::MeterReport>,
+    /// Simulated hosts and what their actions did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<crate::sim::HostSummary>,
+    /// When a simulation stopped, microseconds from the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sim_end_us: Option<u64>,
+    /// The scenario's `[[expect]]` checks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<crate::sim::ExpectResult>,
+}
+
+/// Rules a simulation added or deleted on the clock ([[change]]), for the
+/// summary: (change number, rule) and (change number, rule, when).
+#[derive(Debug, Default)]
+pub(crate) struct RuleLog {
+    pub added: Vec<(usize, Rule)>,
+    pub deleted: Vec<(usize, crate::table::Installed, Timestamp)>,
 }
 
 fn counters_map(d: &DropCounters) -> BTreeMap<String, u64> {
@@ -508,7 +549,7 @@ fn any_nanos(ports: &[PcapPort]) -> bool {
 }
 
 /// Opens the scenario's inputs, one capture port per scenario port.
-fn open_inputs(sc: &Scenario) -> Result<Vec<PcapPort>, Error> {
+pub(crate) fn open_inputs(sc: &Scenario) -> Result<Vec<PcapPort>, Error> {
     sc.ports
         .iter()
         .zip(&sc.inputs)
@@ -517,25 +558,53 @@ fn open_inputs(sc: &Scenario) -> Result<Vec<PcapPort>, Error> {
 }
 
 /// Merges the ports' inputs in replay order, feeding `f` one frame at a time.
-struct Merger {
-    look: Vec<Batch>,
+pub(crate) struct Merger {
+    pub(crate) look: Vec<Batch>,
     pos: Vec<usize>,
     order: Vec<usize>,
+    peeked: Option<(usize, usize)>,
 }
 
 impl Merger {
-    fn new(sc: &Scenario) -> Self {
+    pub(crate) fn new(sc: &Scenario) -> Self {
         let mut order: Vec<usize> = (0..sc.ports.len()).collect();
         order.sort_by_key(|&i| sc.ports[i].ofport);
         Merger {
             look: (0..sc.ports.len()).map(|_| Batch::new(BURST)).collect(),
             pos: vec![0; sc.ports.len()],
             order,
+            peeked: None,
         }
     }
 
+    /// The next frame's timestamp, without taking it.
+    pub(crate) fn peek(
+        &mut self,
+        ports: &mut [PcapPort],
+        clock: &ManualClock,
+    ) -> Option<Timestamp> {
+        let (i, p) = self.choose(ports, clock)?;
+        Some(self.look[i].frames()[p].meta.ts)
+    }
+
+    /// The port of the frame [`Merger::peek`] saw last: (position, port index).
+    pub(crate) fn peek_port(&self) -> Option<(usize, usize)> {
+        self.peeked.map(|(i, p)| (p, i))
+    }
+
     /// The next frame: (port index, position in its lookahead).
-    fn next(&mut self, ports: &mut [PcapPort], clock: &ManualClock) -> Option<(usize, usize)> {
+    pub(crate) fn next(
+        &mut self,
+        ports: &mut [PcapPort],
+        clock: &ManualClock,
+    ) -> Option<(usize, usize)> {
+        let (i, p) = self.choose(ports, clock)?;
+        self.pos[i] += 1;
+        self.peeked = None;
+        Some((i, p))
+    }
+
+    fn choose(&mut self, ports: &mut [PcapPort], clock: &ManualClock) -> Option<(usize, usize)> {
         let mut best: Option<(Timestamp, usize)> = None;
         for &i in &self.order {
             if self.pos[i] >= self.look[i].len() {
@@ -557,7 +626,7 @@ impl Merger {
         }
         let (_, i) = best?;
         let p = self.pos[i];
-        self.pos[i] += 1;
+        self.peeked = Some((i, p));
         Some((i, p))
     }
 }
@@ -565,7 +634,7 @@ impl Merger {
 /// Earliest timestamp among the inputs (the scenario clock's start), and
 /// whether any input has sub-microsecond timestamps (known only once a
 /// pcapng file's interface block has been read, so after a first frame).
-fn start_time(sc: &Scenario) -> Result<(Timestamp, bool), Error> {
+pub(crate) fn start_time(sc: &Scenario) -> Result<(Timestamp, bool), Error> {
     let mut ports = open_inputs(sc)?;
     let clock = ManualClock::default();
     let mut best: Option<Timestamp> = None;
@@ -579,7 +648,7 @@ fn start_time(sc: &Scenario) -> Result<(Timestamp, bool), Error> {
     Ok((best.unwrap_or_default(), any_nanos(&ports)))
 }
 
-fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
+pub(crate) fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
     let mut p = Pipeline::new(sc.ports.clone(), sc.options)?;
     for n in &sc.rules {
         p.add_rule(n.rule.clone(), start);
@@ -595,7 +664,30 @@ fn build_pipeline(sc: &Scenario, start: Timestamp) -> Result<Pipeline, Error> {
 
 /// Replays `sc`, writing `<port>.pcap` for every port and the summary files
 /// into `out_dir` (created if needed).
+///
+/// A scenario with simulated hosts or flow changes on the clock runs as a
+/// discrete-event simulation ([`crate::sim`]); either way, its
+/// `[[expect]]` checks are evaluated into the summary.
 pub fn replay(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
+    let mut summary = if sc.sim.active() {
+        crate::sim::run(sc, out_dir)?
+    } else {
+        replay_captures(sc, out_dir)?
+    };
+    if !sc.sim.expects.is_empty() {
+        let v = serde_json::to_value(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
+        summary.expectations = crate::sim::check_expectations(&v, &sc.sim.expects);
+    }
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
+    let jpath = out_dir.join("summary.json");
+    fs::write(&jpath, json + "\n").map_err(|e| Error::io(&jpath, e))?;
+    let tpath = out_dir.join("summary.txt");
+    fs::write(&tpath, summary.to_text()).map_err(|e| Error::io(&tpath, e))?;
+    Ok(summary)
+}
+
+/// The plain replay: captures only, switched in bursts.
+fn replay_captures(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
     fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let (start, nanos) = start_time(sc)?;
     let mut inputs = open_inputs(sc)?;
@@ -677,22 +769,25 @@ pub fn replay(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
             input_errors.push(format!("{path}: {e}"));
         }
     }
-    let summary = summarize(sc, &pipe, &inputs, frames_in, last, input_errors);
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::Invalid(e.to_string()))?;
-    let jpath = out_dir.join("summary.json");
-    fs::write(&jpath, json + "\n").map_err(|e| Error::io(&jpath, e))?;
-    let tpath = out_dir.join("summary.txt");
-    fs::write(&tpath, summary.to_text()).map_err(|e| Error::io(&tpath, e))?;
-    Ok(summary)
+    Ok(summarize(
+        sc,
+        &pipe,
+        &inputs,
+        frames_in,
+        last,
+        input_errors,
+        &RuleLog::default(),
+    ))
 }
 
-fn summarize(
+pub(crate) fn summarize(
     sc: &Scenario,
     pipe: &Pipeline,
     inputs: &[PcapPort],
     frames_in: u64,
     end: Timestamp,
     input_errors: Vec<String>,
+    log: &RuleLog,
 ) -> Summary {
     let mut ports = Vec::new();
     let mut frames_out = 0;
@@ -725,14 +820,30 @@ fn summarize(
             }),
         });
     }
-    // Rules in flows.txt order: live ones and those removed by timeouts.
+    // Rules in flows.txt order, then those [[change]]s added: live ones,
+    // those removed by timeouts and those a [[change]] deleted.
     let mut rules = Vec::new();
     let live = pipe.rules();
     let removed = pipe.removed_rules();
     let mut used_live = vec![false; live.len()];
     let mut used_removed = vec![false; removed.len()];
-    for NumberedRule { line, rule: r } in &sc.rules {
+    let mut used_deleted = vec![false; log.deleted.len()];
+    let listed = sc
+        .rules
+        .iter()
+        .map(|n| (n.line, None, &n.rule))
+        .chain(log.added.iter().map(|(c, r)| (0, Some(*c), r)));
+    for (line, change, r) in listed {
         let text = r.to_string();
+        let row = |n_packets, n_bytes, removed: Option<String>, dump| RuleSummary {
+            rule: text.clone(),
+            line,
+            n_packets,
+            n_bytes,
+            removed,
+            change,
+            dump,
+        };
         if let Some(k) =
             (0..removed.len()).find(|&k| !used_removed[k] && removed[k].rule.rule == *r)
         {
@@ -742,34 +853,39 @@ fn summarize(
                 Removed::Idle => "idle_timeout",
                 Removed::Hard => "hard_timeout",
             };
-            rules.push(RuleSummary {
-                rule: text,
-                line: *line,
-                n_packets: rm.rule.stats.packets,
-                n_bytes: rm.rule.stats.bytes,
-                removed: Some(format!("{why} at {}", rm.at)),
-                dump: dump_flow(&rm.rule, rm.at),
-            });
+            rules.push(row(
+                rm.rule.stats.packets,
+                rm.rule.stats.bytes,
+                Some(format!("{why} at {}", rm.at)),
+                dump_flow(&rm.rule, rm.at),
+            ));
+        } else if let Some(k) =
+            (0..log.deleted.len()).find(|&k| !used_deleted[k] && log.deleted[k].1.rule == *r)
+        {
+            used_deleted[k] = true;
+            let (c, inst, at) = &log.deleted[k];
+            rules.push(row(
+                inst.stats.packets,
+                inst.stats.bytes,
+                Some(format!("deleted by change {c} at {at}")),
+                dump_flow(inst, *at),
+            ));
         } else if let Some(k) = (0..live.len()).find(|&k| !used_live[k] && live[k].1.rule == *r) {
             used_live[k] = true;
-            rules.push(RuleSummary {
-                rule: text,
-                line: *line,
-                n_packets: live[k].1.stats.packets,
-                n_bytes: live[k].1.stats.bytes,
-                removed: None,
-                dump: dump_flow(live[k].1, end),
-            });
+            rules.push(row(
+                live[k].1.stats.packets,
+                live[k].1.stats.bytes,
+                None,
+                dump_flow(live[k].1, end),
+            ));
         } else {
             // Replaced by a later identical match (OpenFlow ADD semantics).
-            rules.push(RuleSummary {
-                rule: text,
-                line: *line,
-                n_packets: 0,
-                n_bytes: 0,
-                removed: Some("replaced by a later rule with the same match and priority".into()),
-                dump: String::new(),
-            });
+            rules.push(row(
+                0,
+                0,
+                Some("replaced by a later rule with the same match and priority".into()),
+                String::new(),
+            ));
         }
     }
     let tables = pipe
@@ -798,6 +914,9 @@ fn summarize(
         mac_table,
         input_errors,
         meters: pipe.meters(),
+        hosts: Vec::new(),
+        sim_end_us: None,
+        expectations: Vec::new(),
     }
 }
 
