@@ -217,9 +217,11 @@ pub struct QosConfig {
     pub default_pcp: u8,
     /// Ingress: DSCP → priority for frames that arrive untagged (IP only).
     pub dscp_map: Option<[u8; 64]>,
-    /// Egress: when this port adds a tag to a frame that arrived untagged,
-    /// the tag's PCP comes from the frame's DSCP (through `dscp_map`, or
-    /// the class selector, DSCP / 8).
+    /// Egress: when this port adds a tag to a frame that arrived untagged
+    /// (and no `mod_vlan_pcp` set one), the tag's PCP is the frame's
+    /// priority: the one its ingress port gave it (that port's `dscp_map`
+    /// or `default_pcp`), which also picks its queue here. This port's own
+    /// `dscp_map` plays no part in it (it is for frames arriving here).
     pub remark_pcp: bool,
     /// Ingress policer: (rate, burst bits); frames over it are dropped.
     pub police: Option<(BitRate, u64)>,
@@ -260,15 +262,6 @@ impl QosConfig {
         match (&self.dscp_map, dscp) {
             (Some(m), Some(d)) => m[(d & 63) as usize],
             _ => self.default_pcp,
-        }
-    }
-
-    /// The PCP a tag added on this port gets from DSCP `dscp`.
-    #[inline]
-    pub fn remark(&self, dscp: u8) -> u8 {
-        match &self.dscp_map {
-            Some(m) => m[(dscp & 63) as usize],
-            None => (dscp & 63) >> 3,
         }
     }
 }
