@@ -143,10 +143,13 @@ fn at_us(us: u64) -> Timestamp {
     Timestamp(T1.0 + us * 1000)
 }
 
+/// Frames with their timestamps, as a capture holds them.
+type Frames = Vec<(Timestamp, Vec<u8>)>;
+
 /// What a replay gave: the summary and each port's frames.
 struct Run {
     summary: Summary,
-    sent: std::collections::BTreeMap<String, Vec<(Timestamp, Vec<u8>)>>,
+    sent: std::collections::BTreeMap<String, Frames>,
 }
 
 impl Run {
@@ -157,12 +160,7 @@ impl Run {
 
 /// Writes a scenario into a fresh directory, replays it, reads what came
 /// out and removes the directory.
-fn run(
-    name: &str,
-    toml: &str,
-    flows: Option<&str>,
-    inputs: &[(&str, Vec<(Timestamp, Vec<u8>)>)],
-) -> Run {
+fn run(name: &str, toml: &str, flows: Option<&str>, inputs: &[(&str, Frames)]) -> Run {
     let dir = std::env::temp_dir().join(format!("xsw-reference-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("in")).expect("scenario dir");
