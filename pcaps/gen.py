@@ -838,7 +838,9 @@ def qos_mapping():
                  "Priority from DSCP and remarking: untagged frames from an access port "
                  "(VLAN 10; DSCP 46 mapped to priority 5, other DSCPs by class selector, "
                  "non-IP frames priority 2) leave a 1 Mbit/s trunk in priority order "
-                 "(set_queue:7 first), and the tags the trunk adds carry PCPs from DSCP.",
+                 "(set_queue:7 first), and the tags the trunk adds carry each frame's priority as PCP, "
+                 "the one that chose its queue (the ARP frame PCP 2; set_queue:7 chooses a queue only, "
+                 "so that frame keeps PCP 0).",
                  [dict(name="acc", ofport=1, vlan_mode="access", tag=10,
                        qos=dict(default_pcp=2, dscp_map={"46": 5})),
                   dict(name="trunk", ofport=2, vlan_mode="trunk",

@@ -9,13 +9,19 @@
 //!
 //! How a frame finds its queue (the egress port's [`QosConfig`] decides):
 //! 1. `set_queue:N` in a rule: queue N (7 when N is larger);
-//! 2. otherwise its priority: the PCP it arrived with; for a frame that
-//!    arrived untagged, the ingress port's DSCP map or default priority; a
-//!    `mod_vlan_pcp` in a rule sets it (and the tag's PCP);
+//! 2. otherwise its priority: the PCP it arrived with (the outer tag's,
+//!    802.1Q or 802.1ad); for a frame that arrived untagged, the ingress
+//!    port's DSCP map or default priority; a `mod_vlan_pcp` in a rule sets
+//!    it (and the tag's PCP);
 //! 3. the priority picks the queue through the port's `pcp_map` (by default
 //!    IEEE 802.1Q's for eight traffic classes: PCP 1 "background" below PCP
 //!    0 "best effort", then 2-7 in order). A higher queue number is a
 //!    higher priority for the strict part of a scheduler.
+//!
+//! A frame has that one priority everywhere: a `remark_pcp` port writes it
+//! into the tags it adds to frames that arrived untagged, so a tag never
+//! says other than the queue (only `set_queue` picks a queue apart from
+//! the priority).
 //!
 //! Buffer ownership: queued frames are the pipeline's buffers; a frame that
 //! finds its queue full is handed back to the caller, which recycles it.
@@ -217,9 +223,11 @@ pub struct QosConfig {
     pub default_pcp: u8,
     /// Ingress: DSCP → priority for frames that arrive untagged (IP only).
     pub dscp_map: Option<[u8; 64]>,
-    /// Egress: when this port adds a tag to a frame that arrived untagged,
-    /// the tag's PCP comes from the frame's DSCP (through `dscp_map`, or
-    /// the class selector, DSCP / 8).
+    /// Egress: when this port adds a tag to a frame that arrived untagged
+    /// (and no `mod_vlan_pcp` set one), the tag's PCP is the frame's
+    /// priority: the one its ingress port gave it (that port's `dscp_map`
+    /// or `default_pcp`), which also picks its queue here. This port's own
+    /// `dscp_map` plays no part in it (it is for frames arriving here).
     pub remark_pcp: bool,
     /// Ingress policer: (rate, burst bits); frames over it are dropped.
     pub police: Option<(BitRate, u64)>,
@@ -260,15 +268,6 @@ impl QosConfig {
         match (&self.dscp_map, dscp) {
             (Some(m), Some(d)) => m[(d & 63) as usize],
             _ => self.default_pcp,
-        }
-    }
-
-    /// The PCP a tag added on this port gets from DSCP `dscp`.
-    #[inline]
-    pub fn remark(&self, dscp: u8) -> u8 {
-        match &self.dscp_map {
-            Some(m) => m[(dscp & 63) as usize],
-            None => (dscp & 63) >> 3,
         }
     }
 }

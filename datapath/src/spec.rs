@@ -94,11 +94,13 @@ pub struct QosSpec {
     /// Priority of frames that arrive untagged on this port (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_pcp: Option<u8>,
-    /// DSCP → priority for frames that arrive untagged on this port;
-    /// DSCPs not listed map to their class selector (DSCP / 8).
+    /// DSCP → priority for IP frames that arrive untagged on this port.
+    /// With a map, DSCPs it does not list map to their class selector
+    /// (DSCP / 8), not to `default_pcp` (which non-IP frames keep).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dscp_map: Option<std::collections::BTreeMap<String, u8>>,
-    /// Tags this port adds get their PCP from the frame's DSCP.
+    /// Tags this port adds to frames that arrived untagged carry the
+    /// frame's priority (the one that picks its queue) as their PCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remark_pcp: Option<bool>,
     /// Ingress policing rate.

@@ -157,9 +157,9 @@ fn priorities_come_from_dscp_and_tags_are_remarked() {
     let want = vec![
         (0, Some(0)),  // first: the link was idle
         (0, Some(0)),  // set_queue:7
-        (5, Some(46)), // DSCP 46 -> priority 5 (map), PCP 5 (remark)
+        (5, Some(46)), // DSCP 46 -> priority 5 (acc's map): queue 5, PCP 5
         (5, Some(46)),
-        (0, None),    // ARP: default priority 2 -> queue 2; not IP, not remarked
+        (2, None),    // ARP: default priority 2 -> queue 2, PCP 2 (one priority)
         (0, Some(0)), // DSCP 0 -> priority 0 -> queue 1
         (0, Some(0)),
         (1, Some(8)), // CS1 -> priority 1 -> queue 0, the lowest

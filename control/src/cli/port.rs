@@ -96,7 +96,8 @@ pub enum PortCmd {
     /// queues strict), weights=W0,...,W7 (DRR, 1-100), pcp_map=Q0,...,Q7
     /// (queue per priority; default 1,0,2,3,4,5,6,7), default_pcp=P and
     /// dscp_map=DSCP:P,... (priority of frames arriving untagged here),
-    /// remark_pcp=true (tags this port adds get PCP from DSCP),
+    /// remark_pcp=true (tags this port adds to untagged frames carry the
+    /// frame's priority as PCP),
     /// police_rate=, police_burst= (ingress policing), queueN.rate=,
     /// queueN.burst=, queueN.depth= (queue N's shaper and depth).
     #[command(

@@ -13,12 +13,17 @@ const LONG_ABOUT: &str = "\
 Run a scenario's captures through the switch, offline, and write what every port sends.
 
 SCENARIO_DIR holds scenario.toml ([[port]] tables: name, ofport, and optionally vlan_mode, \
-tag, trunks, mtu), optional flows.txt (one ovs-ofctl style rule per line; without it the only \
-rule is priority=0,actions=NORMAL) and in/<port>.pcap for each port that receives frames. \
-Frames are switched in timestamp order (ties: lower ofport first), on the captures' clock.
+tag, trunks, mtu, qos; optional [bridge], [[meter]], [check]), optional flows.txt (one \
+ovs-ofctl style rule per line; without it the only rule is priority=0,actions=NORMAL) and \
+in/<port>.pcap (or .pcapng) for each port that receives frames. Frames are switched in \
+timestamp order (ties: lower ofport first, then file order), on the captures' clock.
 
 OUT_DIR gets <port>.pcap for every port (empty when the port sent nothing), summary.json and \
 summary.txt (per-port counters with drops by reason, per-rule counters).
+
+Every key of scenario.toml (type, default, range, meaning), the replay clock, QoS timing and \
+the summary's fields are described in pcaps/REFERENCE.md in the xsw sources, with worked \
+examples.
 
 Exit status: 0 done; 1 the scenario could not be run; 3 done, but an input capture was \
 damaged (frames before the damage were replayed).";

@@ -148,7 +148,8 @@ struct PortState {
     police: Option<crate::qos::TokenBucket>,
     /// Ingress priority settings (default priority, DSCP map) present.
     ingress_prio: bool,
-    /// Tags this port adds get their PCP from DSCP.
+    /// Tags this port adds to frames that arrived untagged carry the
+    /// frame's priority as PCP (`QosConfig::remark_pcp`).
     remark: bool,
 }
 

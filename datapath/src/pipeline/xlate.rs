@@ -10,7 +10,6 @@ pub(super) use state::Xlate;
 use crate::flow::Action;
 use crate::key::Field;
 use crate::packet::PacketBuf;
-use crate::parse::consts::*;
 use crate::stats::DropReason;
 use crate::trace::{TraceEvent, Tracer};
 
@@ -135,18 +134,16 @@ impl Pipeline {
         if let Some((p, queue, prio)) = x.take_pending() {
             self.enqueue_copy(p as usize, pkt, queue, prio, t);
         }
-        let port = &self.ports[out];
-        if port.remark && x.adds_tag() {
-            // A tag this port adds to a frame that came untagged: its PCP
-            // from the frame's DSCP (IP only), for this output alone.
-            let ip = matches!(x.key().dl_type(), ETH_TYPE_IP | ETH_TYPE_IPV6);
-            match (ip, port.cfg.qos.as_ref()) {
-                (true, Some(q)) => {
-                    let pcp = q.remark(x.key().nw_tos() >> 2) as u16;
-                    x.commit_with_pcp(pkt, pcp);
-                }
-                _ => x.commit(pkt),
-            }
+        if self.ports[out].remark && x.adds_tag() {
+            // A tag this port adds to a frame that came untagged carries
+            // the frame's priority, the one that also picks its queue here
+            // (`record_output` below): as the receive stage set it (the
+            // ingress port's DSCP map or default priority). One priority
+            // per frame: the tag never says other than the queue, except
+            // where a rule chose the queue itself (`set_queue`).
+            // (`adds_tag` is false once a `mod_vlan_pcp` set the PCP: that
+            // PCP is then the priority.)
+            x.commit_with_pcp(pkt, pkt.meta.prio as u16 & 7);
         } else {
             x.commit(pkt);
         }
@@ -228,6 +225,85 @@ mod tests {
         }
         assert_eq!(r.ports[1].take_sent()[0].0.queue, 1);
         assert_eq!(r.ports[2].take_sent()[0].0.queue, 2);
+    }
+
+    /// An untagged IPv4 frame with DSCP `dscp` and `seq` in its payload.
+    fn ip_frame(dscp: u8, seq: u8) -> Vec<u8> {
+        let mut f = frame(B, A, None, 0x0800);
+        f[14..34].copy_from_slice(&[
+            0x45,
+            dscp << 2,
+            0,
+            46,
+            0,
+            0,
+            0,
+            0,
+            64,
+            17,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
+        ]);
+        f[50] = seq;
+        f
+    }
+
+    #[test]
+    fn a_remarking_port_tags_frames_with_the_priority_that_picks_their_queue() {
+        // p1 maps DSCP 46 to priority 1 (others: DSCP / 8); p2 adds tags
+        // and remarks them, and its own DSCP map (46 -> 5, for frames that
+        // arrive on p2) has no say in what leaves it.
+        let mut cfgs = ports3();
+        let mut ingress = crate::qos::QosConfig::default();
+        let mut m: [u8; 64] = std::array::from_fn(|d| (d >> 3) as u8);
+        m[46] = 1;
+        ingress.dscp_map = Some(m);
+        cfgs[0].qos = Some(ingress);
+        let mut egress = crate::qos::QosConfig {
+            remark_pcp: true,
+            ..Default::default()
+        };
+        let mut m: [u8; 64] = std::array::from_fn(|d| (d >> 3) as u8);
+        m[46] = 5;
+        egress.dscp_map = Some(m);
+        cfgs[1].qos = Some(egress);
+        let mut r = Rig::new(
+            cfgs,
+            &[
+                "priority=10,in_port=1,udp,nw_tos=0,actions=mod_vlan_vid:10,set_queue:7,output:2",
+                "priority=5,in_port=1,actions=mod_vlan_vid:10,output:2",
+            ],
+        );
+        r.batch.clear();
+        for (seq, dscp) in [(0u8, 46u8), (1, 32), (2, 0)] {
+            r.batch.push_frame(
+                &ip_frame(dscp, seq),
+                crate::packet::PacketMeta::new(0, Timestamp(1)),
+            );
+        }
+        r.p.process(&mut r.batch, &mut NoTrace);
+        r.p.flush_port(1, &mut r.ports[1]).expect("flush");
+        // (sequence number, PCP) in departure order: highest queue first.
+        let sent: Vec<(u8, u8)> = r.ports[1]
+            .take_sent()
+            .into_iter()
+            .map(|(_, f)| (f[54], f[14] >> 5))
+            .collect();
+        // DSCP 0: queue 7 (set_queue), priority 0, PCP 0; DSCP 32 (CS4):
+        // priority 4, queue 4, PCP 4; DSCP 46: priority 1, which the
+        // default pcp_map puts in queue 0, the lowest, and PCP 1.
+        assert_eq!(sent, vec![(2, 0), (1, 4), (0, 1)]);
+        let q = r.p.queue_stats(1).expect("qos");
+        let used: Vec<usize> = (0..8).filter(|&i| q[i].enqueued > 0).collect();
+        assert_eq!(used, vec![0, 4, 7]);
     }
 
     #[test]
