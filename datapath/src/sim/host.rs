@@ -45,6 +45,45 @@ fn pattern(i: u64) -> u8 {
     (i % 251) as u8
 }
 
+/// Longest piece of the pattern [`pattern_at`] hands out at once.
+const PIECE: usize = 64 * 1024;
+
+/// The pattern, repeated: any piece of up to [`PIECE`] bytes starting
+/// anywhere is one slice of it (filling and checking by `memcpy`/`memcmp`).
+static PATTERN: std::sync::LazyLock<Vec<u8>> =
+    std::sync::LazyLock::new(|| (0..(PIECE + 251) as u64).map(pattern).collect());
+
+/// The pattern's bytes from stream offset `at`, at most [`PIECE`] of them.
+fn pattern_at(at: u64, len: usize) -> &'static [u8] {
+    let o = (at % 251) as usize;
+    &PATTERN[o..o + len.min(PIECE)]
+}
+
+/// Fills `buf` with the pattern from stream offset `at`.
+fn fill_pattern(buf: &mut [u8], at: u64) {
+    let mut done = 0;
+    while done < buf.len() {
+        let p = pattern_at(at + done as u64, buf.len() - done);
+        buf[done..done + p.len()].copy_from_slice(p);
+        done += p.len();
+    }
+}
+
+/// How many bytes of `buf` differ from the pattern from offset `at`.
+fn count_corrupt(buf: &[u8], at: u64) -> u64 {
+    let mut bad = 0;
+    let mut done = 0;
+    while done < buf.len() {
+        let p = pattern_at(at + done as u64, buf.len() - done);
+        let got = &buf[done..done + p.len()];
+        if got != p {
+            bad += got.iter().zip(p).filter(|(a, b)| a != b).count() as u64;
+        }
+        done += p.len();
+    }
+    bad
+}
+
 /// Round-trip times: min, median and 99th percentile, nanoseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Rtt {
@@ -773,13 +812,13 @@ impl Host {
                     && s.can_send()
                 {
                     let seq = p.sent_at.len() as u16;
-                    let data: Vec<u8> = (0..p.size as u64).map(pattern).collect();
+                    let data = pattern_at(0, p.size);
                     let ok = match (p.to.addr, src6) {
                         (IpAddr::V4(a), _) => {
                             let r = Icmpv4Repr::EchoRequest {
                                 ident: p.ident,
                                 seq_no: seq,
-                                data: &data,
+                                data,
                             };
                             match s.send(r.buffer_len(), IpAddress::Ipv4(a)) {
                                 Ok(buf) => {
@@ -796,7 +835,7 @@ impl Host {
                             let r = Icmpv6Repr::EchoRequest {
                                 ident: p.ident,
                                 seq_no: seq,
-                                data: &data,
+                                data,
                             };
                             match s.send(r.buffer_len(), IpAddress::Ipv6(a)) {
                                 Ok(buf) => {
@@ -877,9 +916,7 @@ impl Host {
                         let n = s
                             .send(|buf| {
                                 let n = (buf.len() as u64).min(limit - base) as usize;
-                                for (k, b) in buf[..n].iter_mut().enumerate() {
-                                    *b = pattern(base + k as u64);
-                                }
+                                fill_pattern(&mut buf[..n], base);
                                 (n, n)
                             })
                             .unwrap_or(0);
@@ -954,11 +991,7 @@ impl Host {
                     while s.can_recv() {
                         let got = s
                             .recv(|buf| {
-                                let base = conn.rec.bytes;
-                                let mut bad = 0u64;
-                                for (j, b) in buf.iter().enumerate() {
-                                    bad += u64::from(*b != pattern(base + j as u64));
-                                }
+                                let bad = count_corrupt(buf, conn.rec.bytes);
                                 (buf.len(), (buf.len() as u64, bad))
                             })
                             .unwrap_or((0, 0));
@@ -1007,9 +1040,7 @@ impl Host {
                     let ok = s
                         .send(size, IpEndpoint::new(u.to.addr.into(), u.to.port))
                         .map(|buf| {
-                            for (k, b) in buf.iter_mut().enumerate() {
-                                *b = pattern(k as u64);
-                            }
+                            fill_pattern(buf, 0);
                             let sb = seq.to_be_bytes();
                             let n = sb.len().min(buf.len());
                             buf[..n].copy_from_slice(&sb[..n]);
@@ -1255,5 +1286,37 @@ fn target(t: &Target) -> String {
     match t.addr {
         IpAddr::V4(a) => format!("{a}:{}", t.port),
         IpAddr::V6(a) => format!("[{a}]:{}", t.port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_pieces_agree_with_the_pattern() {
+        let mut b = vec![0u8; 3 * PIECE + 17];
+        fill_pattern(&mut b, 1000);
+        for (i, x) in b.iter().enumerate() {
+            assert_eq!(*x, pattern(1000 + i as u64));
+        }
+        assert_eq!(count_corrupt(&b, 1000), 0);
+        b[5] ^= 1;
+        b[PIECE + 3] ^= 1;
+        assert_eq!(count_corrupt(&b, 1000), 2);
+        assert!(
+            count_corrupt(&b, 1001) > 1000,
+            "an offset slip is corruption"
+        );
+    }
+
+    #[test]
+    fn rtt_percentiles_by_nearest_rank() {
+        let r = Rtt::of((1..=100).map(|x| x * 1000).collect());
+        assert_eq!(
+            (r.samples, r.min_ns, r.median_ns, r.p99_ns),
+            (100, 1000, 50_000, 99_000)
+        );
+        assert_eq!(Rtt::of(Vec::new()), Rtt::default());
     }
 }

@@ -65,7 +65,21 @@ pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 pub fn check_expectations(summary: &Value, expects: &[ExpectSpec]) -> Vec<ExpectResult> {
     let mut out = Vec::new();
     for e in expects {
-        let got = lookup(summary, &e.path);
+        let ratio;
+        let got = match &e.divided_by {
+            None => lookup(summary, &e.path),
+            Some(d) => {
+                let a = lookup(summary, &e.path).and_then(Value::as_f64);
+                let b = lookup(summary, d)
+                    .and_then(Value::as_f64)
+                    .filter(|b| *b != 0.0);
+                ratio = match (a, b) {
+                    (Some(a), Some(b)) => serde_json::Number::from_f64(a / b).map(Value::Number),
+                    _ => None,
+                };
+                ratio.as_ref()
+            }
+        };
         let mut want = Vec::new();
         let mut ok = got.is_some();
         let num = got.and_then(Value::as_f64);
@@ -86,7 +100,10 @@ pub fn check_expectations(summary: &Value, expects: &[ExpectSpec]) -> Vec<Expect
             };
         }
         out.push(ExpectResult {
-            path: e.path.clone(),
+            path: match &e.divided_by {
+                Some(d) => format!("{} / {d}", e.path),
+                None => e.path.clone(),
+            },
             want: want.join(" and "),
             got: got.map_or_else(|| "missing".to_string(), Value::to_string),
             ok,
@@ -113,6 +130,7 @@ mod tests {
             &[
                 ExpectSpec {
                     path: "hosts.h1.actions.0.sent".into(),
+                    divided_by: None,
                     at_least: Some(5.0),
                     at_most: Some(5.0),
                     equals: None,
@@ -120,6 +138,7 @@ mod tests {
                 },
                 ExpectSpec {
                     path: "hosts.h1.actions.0.sent".into(),
+                    divided_by: Some("hosts.h1.actions.0.sent".into()),
                     at_least: Some(6.0),
                     at_most: None,
                     equals: None,
@@ -127,6 +146,7 @@ mod tests {
                 },
                 ExpectSpec {
                     path: "hosts.h9".into(),
+                    divided_by: None,
                     at_least: None,
                     at_most: None,
                     equals: Some(Value::from("x")),
@@ -137,7 +157,7 @@ mod tests {
         assert!(r[0].ok);
         assert!(!r[1].ok);
         assert_eq!(r[1].want, "at least 6");
-        assert_eq!(r[1].got, "5");
+        assert_eq!(r[1].got, "1.0", "a ratio");
         assert!(!r[2].ok);
         assert_eq!(r[2].got, "missing");
     }

@@ -129,6 +129,8 @@ pub(crate) struct SimFile {
 pub(crate) struct ExpectFile {
     path: String,
     #[serde(default)]
+    divided_by: Option<String>,
+    #[serde(default)]
     at_least: Option<f64>,
     #[serde(default)]
     at_most: Option<f64>,
@@ -304,6 +306,8 @@ pub struct ChangeSpec {
 pub struct ExpectSpec {
     /// Path into summary.json (dots; array items by index or by `name`).
     pub path: String,
+    /// A second path: the value checked is path's value divided by this one's.
+    pub divided_by: Option<String>,
     /// Lower bound.
     pub at_least: Option<f64>,
     /// Upper bound.
@@ -696,7 +700,17 @@ pub(crate) fn load(
                     (Some(se.span()), format!("expect {}: equals: {err}", x.path))
                 })?),
             };
+        if x.divided_by.is_some() && x.equals.is_some() {
+            return Err((
+                Some(se.span()),
+                format!(
+                    "expect {}: a ratio (`divided_by`) takes `at_least` and/or `at_most`",
+                    x.path
+                ),
+            ));
+        }
         ex.push(ExpectSpec {
+            divided_by: x.divided_by.clone(),
             path: x.path.clone(),
             at_least: x.at_least,
             at_most: x.at_most,
