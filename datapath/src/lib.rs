@@ -15,6 +15,7 @@
 //! `priority-tags=never`, `forward-bpdu=false`, 300 s MAC aging, 8192 MACs). Where
 //! we differ on purpose, the code says so.
 
+pub mod check;
 pub mod classifier;
 pub mod clock;
 pub mod emc;
