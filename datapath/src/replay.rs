@@ -104,7 +104,7 @@ pub struct CheckFile {
 }
 
 /// `[check] unordered`: `true`/`false`, or the names of the ports.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Unordered {
     /// Every port (`true`) or none (`false`).
@@ -116,6 +116,32 @@ pub enum Unordered {
 impl Default for Unordered {
     fn default() -> Self {
         Unordered::All(false)
+    }
+}
+
+impl<'de> Deserialize<'de> for Unordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Unordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a list of port names")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Unordered, E> {
+                Ok(Unordered::All(b))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Unordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    v.push(n);
+                }
+                Ok(Unordered::Ports(v))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -2,6 +2,7 @@
 //! `expected/`, like a test runner.
 
 use std::fs;
+use std::io::Write as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +46,15 @@ Exit status: 0 every scenario passed (or was updated); 1 a scenario failed; 2 us
 scenario found.";
 
 const AFTER_HELP: &str = "\
+What a run prints (a failure's lines say what differs, indented under it):
+  ok   pcaps/learning (0.01 s)
+  FAIL pcaps/vlan-access-trunk (0.02 s)
+         b10: 1 frame more than expected, first (frame 1): 0.000000 02:00:00:00:00:01 > ...
+         trunk frame 2: vlan_vid 20, expected 30
+         ports[c20].tx_packets: 2, expected 4
+
+  1 passed, 1 failed
+
 Examples:
   xsw test                              # every scenario under pcaps/
   xsw test my-scenarios -j 4 --junit report.xml
@@ -94,6 +104,13 @@ fn keep_dir(keep: &Path, scenario: &Path) -> PathBuf {
         }
     }
     d
+}
+
+/// Prints `s`; a closed stdout (`xsw test | head`) is no error: the
+/// exit status still tells the outcome.
+fn say(s: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(s.as_bytes()).and_then(|()| o.flush());
 }
 
 /// The text lines of one result.
@@ -204,7 +221,7 @@ pub fn run(a: TestArgs) -> Result<ExitCode> {
     let json = a.json;
     let results = run_all(&dirs, usize::from(a.jobs), opts, |r| {
         if !json {
-            print!("{}", result_text(r));
+            say(&result_text(r));
         }
     });
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
@@ -220,11 +237,13 @@ pub fn run(a: TestArgs) -> Result<ExitCode> {
             "updated": updated,
             "scenarios": results.iter().map(result_json).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        say(&(serde_json::to_string_pretty(&doc)? + "\n"));
     } else if a.update {
-        println!("\n{passed} passed, {failed} failed, {updated} updated");
+        say(&format!(
+            "\n{passed} passed, {failed} failed, {updated} updated\n"
+        ));
     } else {
-        println!("\n{passed} passed, {failed} failed");
+        say(&format!("\n{passed} passed, {failed} failed\n"));
     }
     if let Some(j) = &a.junit {
         fs::write(j, junit::to_xml(&results))
