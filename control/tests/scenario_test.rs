@@ -177,6 +177,17 @@ fn a_broken_scenario_says_where_and_update_fixes_it() {
     let o = xsw(&["test", &suite.to_string_lossy()]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).ends_with("\n1 passed, 0 failed\n"));
+    // Found from `.`, a scenario reads without `./`.
+    let o = Command::new(env!("CARGO_BIN_EXE_xsw"))
+        .args(["test", "."])
+        .current_dir(&suite)
+        .output()
+        .expect("run xsw");
+    assert!(
+        stdout(&o).starts_with("ok   vlan-access-trunk ("),
+        "{}",
+        stdout(&o)
+    );
     let back = fs::read(repo().join("pcaps/vlan-access-trunk/expected/trunk.pcap")).expect("orig");
     assert_eq!(fs::read(exp.join("trunk.pcap")).expect("updated"), back);
     let _ = fs::remove_dir_all(&root);

@@ -89,7 +89,8 @@ pub struct TestArgs {
     /// Keep every scenario's outputs under DIR (DIR/<scenario path>).
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
-    /// Print the results as JSON instead of text.
+    /// Print the results as JSON instead of text: `passed`, `failed`, `updated`, and
+    /// `scenarios`, each with `scenario`, `status`, `seconds`, `differences`, `output`.
     #[arg(long)]
     json: bool,
 }

@@ -32,6 +32,9 @@ pub enum CheckError {
     /// A path given to search does not exist.
     #[error("{}: no such file or directory", .0.display())]
     NoSuchPath(PathBuf),
+    /// A path given to search is a file other than a `scenario.toml`.
+    #[error("{}: not a directory (give a scenario directory, a directory holding scenarios, or a scenario.toml)", .0.display())]
+    NotADirectory(PathBuf),
     /// A file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -88,7 +91,8 @@ const MAX_DEPTH: usize = 32;
 /// `paths`, sorted and without duplicates. A path that is itself a
 /// scenario counts (so does its `scenario.toml`); directories are searched
 /// recursively, except `expected/` and `in/` directories, hidden ones, and
-/// the inside of a scenario. A path that does not exist is an error.
+/// the inside of a scenario. A path that does not exist is an error. A
+/// leading `./` is dropped (`./x` is found as `x`).
 pub fn find_scenarios(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CheckError> {
     fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), CheckError> {
         if dir.join("scenario.toml").is_file() {
@@ -122,8 +126,17 @@ pub fn find_scenarios(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CheckError> {
         } else if p.is_file() && p.file_name().is_some_and(|n| n == "scenario.toml") {
             let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
             out.push(dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf));
+        } else if p.exists() {
+            return Err(CheckError::NotADirectory(p.clone()));
         } else {
             return Err(CheckError::NoSuchPath(p.clone()));
+        }
+    }
+    // `./x` reads as `x`.
+    for d in &mut out {
+        let mut c = d.components();
+        if c.next() == Some(std::path::Component::CurDir) && c.clone().next().is_some() {
+            *d = c.as_path().to_path_buf();
         }
     }
     out.sort();
@@ -459,6 +472,12 @@ mod tests {
             find_scenarios(&[root.join("nope")]),
             Err(CheckError::NoSuchPath(_))
         ));
+        fs::write(root.join("file"), "").expect("write");
+        assert!(matches!(
+            find_scenarios(&[root.join("file")]),
+            Err(CheckError::NotADirectory(_))
+        ));
+
         let _ = fs::remove_dir_all(&root);
     }
 
