@@ -86,7 +86,7 @@ pub struct TestArgs {
     /// Only the scenarios whose path contains NAME.
     #[arg(long, value_name = "NAME")]
     filter: Option<String>,
-    /// Keep every scenario's outputs under DIR (DIR/<scenario path>).
+    /// Keep every scenario's outputs, in DIR/SCENARIO_PATH (the path as found).
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
     /// Print the results as JSON instead of text: `passed`, `failed`, `updated`, and
