@@ -820,6 +820,62 @@ mod tests {
         );
     }
 
+    /// `f` with tags pushed: (TPID, TCI) pairs, outermost first.
+    fn tagged(f: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+        let mut out = f[..12].to_vec();
+        for (tpid, tci) in tags {
+            out.extend_from_slice(&tpid.to_be_bytes());
+            out.extend_from_slice(&tci.to_be_bytes());
+        }
+        out.extend_from_slice(&f[12..]);
+        out
+    }
+
+    #[test]
+    fn double_tags_and_ipv6() {
+        let f = udp(None, 64, b"x");
+        let a = (T0, tagged(&f, &[(0x88a8, 10), (0x8100, 5)]));
+        let b = (T0, tagged(&f, &[(0x88a8, 10), (0x8100, 6)]));
+        assert_eq!(
+            diff_frame(&a, &b, T0).as_deref(),
+            Some("inner_vlan_vid 5, expected 6")
+        );
+        let c = (T0, tagged(&f, &[(0x8100, 10), (0x8100, 5)]));
+        assert_eq!(
+            diff_frame(&a, &c, T0).as_deref(),
+            Some("vlan_tpid 0x88a8, expected 0x8100")
+        );
+        let d = (T0, tagged(&f, &[(0x88a8, 10)]));
+        assert_eq!(
+            diff_frame(&d, &a, T0).as_deref(),
+            Some("no inner VLAN tag, expected inner_vlan_vid 5")
+        );
+        let pcp = (T0, tagged(&f, &[(0x8100, (5 << 13) | 10)]));
+        let dei = (T0, tagged(&f, &[(0x8100, (5 << 13) | 0x1000 | 10)]));
+        assert_eq!(
+            diff_frame(&pcp, &dei, T0).as_deref(),
+            Some("vlan_dei 0, expected 1")
+        );
+        assert!(frame_summary(&a, T0).contains(" vlan 10 pcp 0 vlan 5 pcp 0 IPv4 "));
+        let v6 = |hop: u8| {
+            let mut out = Vec::new();
+            PacketBuilder::ethernet2(A, B)
+                .ipv6([0xfe; 16], [0xff; 16], hop)
+                .udp(1, 2)
+                .write(&mut out, b"z")
+                .expect("build");
+            (T0, out)
+        };
+        assert_eq!(
+            diff_frame(&v6(63), &v6(64), T0).as_deref(),
+            Some("ip_ttl 63, expected 64")
+        );
+        assert_eq!(
+            diff_frame(&v6(64), &b, T0).as_deref(),
+            Some("no VLAN tag, expected vlan_vid 10")
+        );
+    }
+
     #[test]
     fn json_diff_names_ports_and_rules() {
         let want: Value = serde_json::json!({
