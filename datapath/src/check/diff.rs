@@ -519,7 +519,12 @@ fn numbers_match(g: &Value, w: &Value, tol: Option<f64>) -> bool {
     let (Some(a), Some(b)) = (g.as_f64(), w.as_f64()) else {
         return false;
     };
-    if g == w || a == b {
+    if g == w {
+        return true;
+    }
+    // Two different integers differ even where f64 cannot tell them apart.
+    let int = |v: &Value| v.is_u64() || v.is_i64();
+    if !(int(g) && int(w)) && a == b {
         return true;
     }
     tol.is_some_and(|t| (a - b).abs() <= t * a.abs().max(b.abs()))
@@ -932,6 +937,16 @@ mod tests {
         let mut tol = BTreeMap::new();
         tol.insert("host".to_string(), 0.5);
         assert_eq!(diff_json(&got, &want, &tol, 10).len(), 2);
+        // Large integers are compared exactly.
+        assert_eq!(
+            diff_json(
+                &serde_json::json!({"a": (1u64 << 60) + 1}),
+                &serde_json::json!({"a": 1u64 << 60}),
+                &BTreeMap::new(),
+                10
+            ),
+            vec!["a: 1152921504606846977, expected 1152921504606846976"]
+        );
         // Integers and floats that are the same number match.
         assert!(diff_json(
             &serde_json::json!({"a": 1}),
