@@ -24,6 +24,7 @@ use xsw_datapath::Error;
 const AFTER_HELP: &str = "\
 Offline (no daemon, no privileges):
   xsw replay pcaps/vlan-access-trunk --out /tmp/out
+  xsw test pcaps
   xsw trace pcaps/learning --in-port p2 --pcap pcaps/learning/in/p2.pcap --index 1
   xsw flow check pcaps/multi-table/flows.txt
 
@@ -56,6 +57,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     Replay(cli::replay::ReplayArgs),
+    Test(cli::test::TestArgs),
     Trace(cli::trace::TraceArgs),
     Show(cli::show::ShowArgs),
     /// Create or delete bridges.
@@ -97,6 +99,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.cmd {
         Cmd::Replay(a) => cli::replay::run(a),
+        Cmd::Test(a) => cli::test::run(a),
         Cmd::Trace(a) => cli::trace::run(&live, a),
         Cmd::Show(a) => cli::show::run(&live, a),
         Cmd::Bridge { cmd } => cli::bridge::run(&live, cmd),

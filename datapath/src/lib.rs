@@ -8,13 +8,15 @@
 //! ([`port`]), and the replay driver in [`replay`] runs the same
 //! [`pipeline::Pipeline`] on captures. The live switch (the polling engine,
 //! AF_XDP and tap ports, the XDP program) is the `xsw-live` crate, which
-//! drives this pipeline through the [`port::Port`] trait.
+//! drives this pipeline through the [`port::Port`] trait. [`check`] compares
+//! a scenario's replay with its expected outputs (`xsw test`).
 //!
 //! Semantics follow Open vSwitch 3.1 with its defaults (OpenFlow 1.0 + Nicira
 //! extensions for `ovs-ofctl add-flow`, NORMAL with `vlan-limit=1`,
 //! `priority-tags=never`, `forward-bpdu=false`, 300 s MAC aging, 8192 MACs). Where
 //! we differ on purpose, the code says so.
 
+pub mod check;
 pub mod classifier;
 pub mod clock;
 pub mod emc;

@@ -87,8 +87,10 @@ struct PortFile {
     qos: Option<crate::spec::QosSpec>,
 }
 
-/// How the scenario's expected output was checked against Open vSwitch.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+/// How the scenario's expected output is checked: against Open vSwitch
+/// (`ovs`, `note`) and by `xsw test` (`unordered`, `tolerance`; see
+/// [`crate::check`]).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CheckFile {
     /// Whether the OVS oracle can run this scenario.
@@ -97,6 +99,68 @@ pub struct CheckFile {
     /// Why not, or what differs.
     #[serde(default)]
     pub note: Option<String>,
+    /// Ports whose frames `xsw test` compares as a multiset of (timestamp,
+    /// bytes) rather than in order: `true` for every port, or a list of
+    /// port names. Default: none.
+    #[serde(default)]
+    pub unordered: Unordered,
+    /// Relative tolerances for numbers in `summary.json`, by JSON path
+    /// prefix (`"hosts"`, `"ports[p2].tx_bytes"`): `0.05` lets a number
+    /// differ from the expected one by 5% of the larger. Default: none.
+    #[serde(default)]
+    pub tolerance: BTreeMap<String, f64>,
+}
+
+/// `[check] unordered`: `true`/`false`, or the names of the ports.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Unordered {
+    /// Every port (`true`) or none (`false`).
+    All(bool),
+    /// These ports.
+    Ports(Vec<String>),
+}
+
+impl Default for Unordered {
+    fn default() -> Self {
+        Unordered::All(false)
+    }
+}
+
+impl<'de> Deserialize<'de> for Unordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Unordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false, or a list of port names")
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Unordered, E> {
+                Ok(Unordered::All(b))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Unordered, A::Error> {
+                let mut v = Vec::new();
+                while let Some(n) = seq.next_element::<String>()? {
+                    v.push(n);
+                }
+                Ok(Unordered::Ports(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Unordered {
+    /// Whether port `name` is compared as a multiset.
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            Unordered::All(b) => *b,
+            Unordered::Ports(p) => p.iter().any(|n| n == name),
+        }
+    }
 }
 
 fn yes() -> bool {

@@ -11,7 +11,9 @@ Usage:
 
 Scenario directory:
     scenario.toml   [[port]] name, ofport, vlan_mode, tag, trunks, mtu;
-                    optional [check] ovs (default true), note.
+                    optional [check] ovs (default true), note, unordered
+                    (--compare with DIR_A = SCENARIO/expected compares these
+                    ports' frames as a multiset, as `xsw test` does).
     flows.txt       optional; ovs-ofctl flow syntax, '#' comments.  When
                     present all flows are deleted and exactly these installed.
     in/<port>.pcap  optional input frames per port (classic pcap in either
@@ -764,6 +766,23 @@ def hexdump(b, other=None, indent="    "):
     return "\n".join(lines)
 
 
+def unordered_ports(expected_dir, names):
+    """The ports whose frames `xsw test` compares as a multiset: [check]
+    unordered (true, or a list of names) of the scenario.toml beside
+    expected_dir, if there is one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(expected_dir)), "scenario.toml")
+    if tomllib is None or not os.path.isfile(path):
+        return set()
+    with open(path, "rb") as f:
+        try:
+            u = (tomllib.load(f).get("check", {}) or {}).get("unordered", False)
+        except tomllib.TOMLDecodeError:
+            return set()
+    if u is True:
+        return set(names)
+    return set(u) if isinstance(u, list) else set()
+
+
 def compare_dirs(a, b, missing_as_empty=False):
     def pcaps(d):
         return {os.path.splitext(f)[0] for f in os.listdir(d) if f.endswith(".pcap")}
@@ -772,6 +791,7 @@ def compare_dirs(a, b, missing_as_empty=False):
             sys.stderr.write("oracle: error: %s is not a directory\n" % d)
             return 2
     names = sorted(pcaps(a) | pcaps(b))
+    unordered = unordered_ports(a, names)
     ndiff = 0
     for name in names:
         fa, fb = os.path.join(a, name + ".pcap"), os.path.join(b, name + ".pcap")
@@ -788,6 +808,9 @@ def compare_dirs(a, b, missing_as_empty=False):
             return 2
         if ra == rb:
             print("%s: OK (%d frames)" % (name, len(ra)))
+            continue
+        if name in unordered and sorted(ra) == sorted(rb):
+            print("%s: OK (%d frames, compared unordered)" % (name, len(ra)))
             continue
         ndiff += 1
         n = next(i for i in range(max(len(ra), len(rb)))

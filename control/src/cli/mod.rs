@@ -9,6 +9,7 @@ pub mod meter;
 pub mod port;
 pub mod replay;
 pub mod show;
+pub mod test;
 pub mod trace;
 
 use std::fmt::Display;

@@ -43,6 +43,9 @@ _xsw() {
             xsw,show)
                 cmd="xsw__subcmd__show"
                 ;;
+            xsw,test)
+                cmd="xsw__subcmd__test"
+                ;;
             xsw,trace)
                 cmd="xsw__subcmd__trace"
                 ;;
@@ -150,6 +153,9 @@ _xsw() {
                 ;;
             xsw__subcmd__help,show)
                 cmd="xsw__subcmd__help__subcmd__show"
+                ;;
+            xsw__subcmd__help,test)
+                cmd="xsw__subcmd__help__subcmd__test"
                 ;;
             xsw__subcmd__help,trace)
                 cmd="xsw__subcmd__help__subcmd__trace"
@@ -266,7 +272,7 @@ _xsw() {
 
     case "${cmd}" in
         xsw)
-            opts="-h -V --socket --help --version replay trace show bridge port flow fdb meter completions help"
+            opts="-h -V --socket --help --version replay test trace show bridge port flow fdb meter completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -780,7 +786,7 @@ _xsw() {
             return 0
             ;;
         xsw__subcmd__help)
-            opts="replay trace show bridge port flow fdb meter completions help"
+            opts="replay test trace show bridge port flow fdb meter completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1144,6 +1150,20 @@ _xsw() {
             return 0
             ;;
         xsw__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        xsw__subcmd__help__subcmd__test)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1552,6 +1572,44 @@ _xsw() {
                 return 0
             fi
             case "${prev}" in
+                --socket)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        xsw__subcmd__test)
+            opts="-j -h --update --junit --jobs --filter --keep --json --socket --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --junit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --filter)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --socket)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
