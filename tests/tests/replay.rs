@@ -3,7 +3,8 @@
 //! test` runs (`xsw_datapath::check`: frame for frame, the first differing
 //! field by name, and `summary.json` as JSON); plus what only the project
 //! promises of its own scenarios: each has a README.md, and every output
-//! frame of a port without QoS carries an input frame's timestamp.
+//! frame of a port without QoS carries the timestamp of a frame that
+//! reached the switch (from an input capture or a simulated host).
 //!
 //! After a deliberate behaviour change, regenerate the expected files with
 //! `XSW_BLESS=1 cargo test -p xsw-tests --test replay` (the same as `xsw test
@@ -59,6 +60,13 @@ fn every_scenario_matches_its_expected_output() {
         let mut in_ts = HashSet::new();
         for p in sc.inputs.iter().flatten() {
             for (t, _) in read_all(&fs::read(p).expect("input")).expect("input readable") {
+                in_ts.insert(t);
+            }
+        }
+        // With simulated hosts, what the hosts sent reaches the switch too.
+        for h in &sc.sim.hosts {
+            let path = out.join(format!("host-{}.pcap", h.name));
+            for (t, _) in read_all(&fs::read(&path).expect("host capture")).expect("readable") {
                 in_ts.insert(t);
             }
         }

@@ -237,7 +237,7 @@ fn settings(sc: &Scenario) -> Result<Settings, CheckError> {
 }
 
 /// The scenario clock's start: the earliest first frame of its inputs
-/// (zero without inputs).
+/// (a simulation without inputs starts at [`crate::sim::SIM_EPOCH`]).
 fn start_of(sc: &Scenario) -> Result<Timestamp, CheckError> {
     let mut best: Option<Timestamp> = None;
     for path in sc.inputs.iter().flatten() {
@@ -251,7 +251,7 @@ fn start_of(sc: &Scenario) -> Result<Timestamp, CheckError> {
             best = Some(best.map_or(rec.ts, |b| b.min(rec.ts)));
         }
     }
-    Ok(best.unwrap_or_default())
+    Ok(best.unwrap_or(crate::sim::SIM_EPOCH))
 }
 
 fn read_frames(path: &Path) -> Result<Vec<Frame>, CheckError> {
@@ -408,9 +408,30 @@ pub fn run_scenario(dir: &Path, opts: &RunOptions) -> ScenarioResult {
             // Leftovers of an earlier process with the same id.
             let _ = fs::remove_dir_all(&out);
         }
-        replay(&sc, &out)?;
+        let summary = replay(&sc, &out)?;
+        // A failed [[expect]] fails the scenario whatever expected/ holds
+        // (and --update cannot make it pass).
+        let broken: Vec<String> = summary
+            .expectations
+            .iter()
+            .filter(|e| !e.ok)
+            .map(|e| {
+                let note = e
+                    .note
+                    .as_deref()
+                    .map_or_else(String::new, |n| format!(" ({n})"));
+                format!("expect {}: {}, expected {}{note}", e.path, e.got, e.want)
+            })
+            .collect();
         let lines = compare(&sc, &out)?;
-        if lines.is_empty() {
+        if !broken.is_empty() {
+            if opts.update && !lines.is_empty() {
+                update_expected(&sc, &out)?;
+            }
+            let mut all = broken;
+            all.extend(lines);
+            Ok((Status::Failed, all))
+        } else if lines.is_empty() {
             Ok((Status::Passed, lines))
         } else if opts.update {
             update_expected(&sc, &out)?;
