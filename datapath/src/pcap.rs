@@ -244,7 +244,7 @@ impl<R: Read> PcapReader<R> {
             }
         };
         let len = rd_u32(&h[0..4], self.big) as usize;
-        if !(28..=MAX_RECORD).contains(&len) || len % 4 != 0 {
+        if !(28..=MAX_RECORD).contains(&len) || !len.is_multiple_of(4) {
             return Err(PcapError::Damaged {
                 offset,
                 what: format!("section header length {len} is invalid"),
@@ -356,7 +356,7 @@ impl<R: Read> PcapReader<R> {
                     }
                 };
                 let len = rd_u32(&h[4..8], big) as usize;
-                if !(28..=MAX_RECORD).contains(&len) || len % 4 != 0 {
+                if !(28..=MAX_RECORD).contains(&len) || !len.is_multiple_of(4) {
                     return Err(PcapError::Damaged {
                         offset: off,
                         what: format!("section header length {len} is invalid"),
@@ -372,7 +372,7 @@ impl<R: Read> PcapReader<R> {
                 continue;
             }
             let len = rd_u32(&h[4..8], self.big) as usize;
-            if len < 12 || len % 4 != 0 || len > MAX_RECORD + 64 {
+            if len < 12 || !len.is_multiple_of(4) || len > MAX_RECORD + 64 {
                 return Err(PcapError::Damaged {
                     offset: off,
                     what: format!("block length {len} is invalid"),

@@ -18,6 +18,14 @@ ovs-ofctl style rule per line; without it the only rule is priority=0,actions=NO
 in/<port>.pcap (or .pcapng) for each port that receives frames. Frames are switched in \
 timestamp order (ties: lower ofport first, then file order), on the captures' clock.
 
+Simulated hosts: [[host]] tables plug smoltcp TCP/IP stacks into ports (a MAC, addresses, \
+optional VLAN tag, PCP and DSCP marking) that ping, run TCP transfers, send and receive UDP, \
+announce themselves and move between ports on the scenario clock; [[change]] tables add or \
+delete rules at given times; [[expect]] tables state what summary.json must show. Such a \
+scenario runs as one discrete-event simulation on a virtual clock: the same bytes on every \
+run, with each host's results (bytes, goodput, RTTs, retransmissions, outcome) in \
+summary.json and what it sent in host-<name>.pcap.
+
 OUT_DIR gets <port>.pcap for every port (empty when the port sent nothing), summary.json and \
 summary.txt (per-port counters with drops by reason, per-rule counters).
 

@@ -411,7 +411,7 @@ impl phy::Device for Dev<'_> {
         Self: 'b;
 
     fn receive(&mut self, _t: Instant) -> Option<(RxTok, TxTok<'_>)> {
-        if self.room == 0 || !self.rx.front().is_some_and(|f| f.0 <= self.now) {
+        if self.room == 0 || self.rx.front().is_none_or(|f| f.0 > self.now) {
             return None;
         }
         let (_, data) = self.rx.pop_front()?;

@@ -298,7 +298,7 @@ pub(crate) fn run(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
                     let port = r.hosts[hi].port;
                     r.host_pcaps[hi]
                         .write(ts, &f)
-                        .map_err(|e| Error::io(&out_dir.join("host pcap"), e))?;
+                        .map_err(|e| Error::io(out_dir.join("host pcap"), e))?;
                     r.switch(port, ts, &f)?;
                 }
             }
@@ -321,7 +321,7 @@ pub(crate) fn run(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
     for (i, w) in r.host_pcaps.iter_mut().enumerate() {
         w.flush().map_err(|e| {
             Error::io(
-                &out_dir.join(format!("host-{}.pcap", sc.sim.hosts[i].name)),
+                out_dir.join(format!("host-{}.pcap", sc.sim.hosts[i].name)),
                 e,
             )
         })?;

@@ -346,7 +346,7 @@ impl SimSpec {
 pub(crate) type SpanError = (Option<Range<usize>>, String);
 
 fn secs(what: &str, v: f64) -> Result<u64, String> {
-    if !v.is_finite() || v < 0.0 || v > 1.0e6 {
+    if !v.is_finite() || !(0.0..=1.0e6).contains(&v) {
         return Err(format!("{what} = {v}: a time in seconds from 0 to 1000000"));
     }
     Ok((v * NS as f64).round() as u64)

@@ -157,7 +157,7 @@ impl Engine {
                 }
                 woke = false;
                 // Under load, look at the clock every 64 passes only.
-                if passes % 64 != 0 {
+                if !passes.is_multiple_of(64) {
                     continue;
                 }
             }
