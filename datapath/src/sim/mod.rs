@@ -5,7 +5,7 @@
 //! optional VLAN tag and PCP/DSCP marking, a NIC rate and cable delay) and
 //! what they do on the scenario clock (`ping`, `tcp`, `udp`, `arp`,
 //! `move`); `[[change]]` tables add or delete rules at given times;
-//! `[[expect]]` tables state properties of the results. [`run`] plays it
+//! `[[expect]]` tables state properties of the results. [`crate::replay::replay`] plays it
 //! all as one discrete-event simulation: the same scenario gives the same
 //! bytes every time, on any machine. pcaps/REFERENCE.md documents every key.
 
