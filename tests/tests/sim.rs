@@ -153,3 +153,118 @@ fn bad_host_tables_are_refused_with_their_place() {
         let _ = fs::remove_dir_all(&dir);
     }
 }
+
+fn csum(b: &[u8]) -> u16 {
+    let mut s: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !(s as u16)
+}
+
+#[test]
+fn captures_and_hosts_mix_in_one_scenario() {
+    use xsw_datapath::clock::Timestamp;
+    use xsw_datapath::pcap::{read_all, PcapWriter};
+    let dir = tmp("mix");
+    fs::create_dir_all(dir.join("in")).expect("mkdir");
+    fs::write(
+        dir.join("scenario.toml"),
+        "[[port]]\nname = \"p1\"\nofport = 1\n\n[[port]]\nname = \"p2\"\nofport = 2\n\n\
+         [[host]]\nname = \"h2\"\nport = \"p2\"\nmac = \"02:00:00:00:00:02\"\nipv4 = \"198.18.0.2/24\"\n",
+    )
+    .expect("write");
+    // A capture on p1: 198.18.0.9 asks for 198.18.0.2 with ARP, then pings it.
+    let me = [2u8, 0, 0, 0, 0, 9];
+    let mut arp = vec![0xff; 6];
+    arp.extend_from_slice(&me);
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+    arp.extend_from_slice(&me);
+    arp.extend_from_slice(&[198, 18, 0, 9, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2]);
+    arp.resize(60, 0);
+    let mut icmp = vec![8u8, 0, 0, 0, 0x12, 0x34, 0, 1];
+    icmp.extend_from_slice(&[0xab; 32]);
+    let c = csum(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 1, 0, 0, 198, 18, 0, 9, 198, 18, 0, 2,
+    ];
+    let total = (20 + icmp.len()) as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut ping = vec![2u8, 0, 0, 0, 0, 2];
+    ping.extend_from_slice(&me);
+    ping.extend_from_slice(&[0x08, 0x00]);
+    ping.extend_from_slice(&ip);
+    ping.extend_from_slice(&icmp);
+    let t0 = Timestamp(1_700_000_000_000_000_000);
+    {
+        let f = fs::File::create(dir.join("in/p1.pcap")).expect("create");
+        let mut w = PcapWriter::new(f, false).expect("pcap");
+        w.write(t0, &arp).expect("write");
+        w.write(Timestamp(t0.0 + 10_000_000), &ping).expect("write");
+        w.flush().expect("flush");
+    }
+    let sc = Scenario::load(&dir).expect("loads");
+    let out = dir.join("out");
+    let s = replay(&sc, &out).expect("runs");
+    assert_eq!(
+        s.frames_in, 4,
+        "two captured frames and the host's two answers"
+    );
+    let back = read_all(&fs::read(out.join("p1.pcap")).expect("p1")).expect("pcap");
+    assert_eq!(back.len(), 2, "the ARP reply and the echo reply reach p1");
+    assert_eq!(&back[0].1[12..14], &[0x08, 0x06]);
+    assert_eq!(&back[0].1[20..22], &[0, 2], "an ARP reply");
+    assert!(
+        back[0].0 > t0 && back[0].0 .0 < t0.0 + 1_000,
+        "answered at once (a 10 Gbit/s NIC's serialization), on the capture's clock: {}",
+        back[0].0
+    );
+    assert_eq!(back[1].1[34], 0, "an ICMP echo reply");
+    assert_eq!(
+        &back[1].1[38..42],
+        &[0x12, 0x34, 0, 1],
+        "to its ident and sequence 1"
+    );
+    assert!(back[1].0 > Timestamp(t0.0 + 10_000_000));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn hosts_survive_the_corpus_flooded_at_them() {
+    // pcaps/corpus-sample: real captures from tcpdump's test suite, many
+    // malformed on purpose, switched by NORMAL and so flooded to the hosts.
+    let dir = tmp("corpus");
+    copy_dir(&repo().join("pcaps/corpus-sample"), &dir);
+    let _ = fs::remove_dir_all(dir.join("expected"));
+    let toml = dir.join("scenario.toml");
+    let mut text = fs::read_to_string(&toml).expect("read");
+    text.push_str(
+        "\n[[host]]\nname = \"a\"\nport = \"p4\"\nmac = \"02:00:00:00:00:0a\"\nipv4 = \"198.18.0.10/24\"\nipv6 = \"2001:db8::a/64\"\n\
+         run = [{ do = \"ping\", to = \"b\", count = 20, interval = 0.05 }, { do = \"tcp\", connect = \"b:80\", bytes = 100000 }]\n\
+         \n[[host]]\nname = \"b\"\nport = \"p1\"\nmac = \"02:00:00:00:00:0b\"\nipv4 = \"198.18.0.11/24\"\nipv6 = \"2001:db8::b/64\"\n\
+         run = [{ do = \"tcp\", listen = 80 }, { do = \"udp\", listen = 53 }]\n",
+    );
+    fs::write(&toml, text).expect("write");
+    let sc = Scenario::load(&dir).expect("loads");
+    let a = replay(&sc, &dir.join("out-a")).expect("runs");
+    let b = replay(&sc, &dir.join("out-b")).expect("runs again");
+    assert_eq!(a, b, "the same summary twice");
+    assert_eq!(files(&dir.join("out-a")), files(&dir.join("out-b")));
+    let host = |n: &str| a.hosts.iter().find(|h| h.name == n).expect("host");
+    assert!(host("a").rx_frames > 100, "the corpus reached host a");
+    let json = serde_json::to_value(&a).expect("json");
+    let get = |p: &str| xsw_datapath::sim::lookup(&json, p).cloned();
+    assert_eq!(get("hosts.a.actions.0.received"), Some(20.into()));
+    assert_eq!(get("hosts.a.actions.1.outcome"), Some("completed".into()));
+    assert_eq!(
+        get("hosts.b.actions.0.connections.0.bytes"),
+        Some(100_000.into())
+    );
+    let _ = fs::remove_dir_all(&dir);
+}

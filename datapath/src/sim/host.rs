@@ -279,7 +279,7 @@ impl Track {
                 break;
             }
             self.pending.pop_front();
-            self.rtts.push(now - t);
+            self.rtts.push(now.saturating_sub(t));
         }
     }
 }
@@ -889,7 +889,7 @@ impl Host {
                     if let Some(seq) = seq.map(usize::from) {
                         if seq < p.replied.len() && !p.replied[seq] {
                             p.replied[seq] = true;
-                            p.rtts.push(now - p.sent_at[seq]);
+                            p.rtts.push(now.saturating_sub(p.sent_at[seq]));
                         }
                     }
                     worked = true;
