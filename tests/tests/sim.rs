@@ -268,3 +268,71 @@ fn hosts_survive_the_corpus_flooded_at_them() {
     );
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ipv6_only_hosts_ping_and_connect() {
+    let dir = tmp("v6");
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(
+        dir.join("scenario.toml"),
+        r#"
+[[port]]
+name = "p1"
+ofport = 1
+[[port]]
+name = "p2"
+ofport = 2
+[[host]]
+name = "h1"
+port = "p1"
+mac = "02:00:00:00:00:01"
+ipv6 = "2001:db8::1/64"
+dscp = 46
+run = [
+  { do = "ping", to = "h2", count = 3, interval = 0.01 },
+  { do = "tcp", at = 0.1, connect = "[2001:db8::2]:80", bytes = 200000 },
+]
+[[host]]
+name = "h2"
+port = "p2"
+mac = "02:00:00:00:00:02"
+ipv6 = "2001:db8::2/64"
+run = [{ do = "tcp", listen = 80 }]
+"#,
+    )
+    .expect("write");
+    let sc = Scenario::load(&dir).expect("loads");
+    let s = replay(&sc, &dir.join("out")).expect("runs");
+    let json = serde_json::to_value(&s).expect("json");
+    let get = |p: &str| xsw_datapath::sim::lookup(&json, p).cloned();
+    assert_eq!(get("hosts.h1.actions.0.to"), Some("2001:db8::2".into()));
+    assert_eq!(
+        get("hosts.h1.actions.0.received"),
+        Some(3.into()),
+        "neighbour discovery, then ICMPv6 echo"
+    );
+    assert_eq!(get("hosts.h1.actions.1.outcome"), Some("completed".into()));
+    assert_eq!(
+        get("hosts.h2.actions.0.connections.0.bytes"),
+        Some(200_000.into())
+    );
+    assert_eq!(
+        get("hosts.h2.actions.0.connections.0.corrupt"),
+        Some(0.into())
+    );
+    // h1 marks DSCP 46 in its IPv6 headers (traffic class 46 << 2).
+    let sent =
+        xsw_datapath::pcap::read_all(&fs::read(dir.join("out/host-h1.pcap")).expect("capture"))
+            .expect("pcap");
+    let v6: Vec<&Vec<u8>> = sent
+        .iter()
+        .map(|(_, f)| f)
+        .filter(|f| f[12..14] == [0x86, 0xdd])
+        .collect();
+    assert!(!v6.is_empty());
+    for f in v6 {
+        let tc = ((f[14] & 0x0f) << 4) | (f[15] >> 4);
+        assert_eq!(tc >> 2, 46, "DSCP in the traffic class");
+    }
+    let _ = fs::remove_dir_all(&dir);
+}
