@@ -146,6 +146,9 @@ pub enum ActionResult {
         sent: u32,
         /// Replies received.
         received: u32,
+        /// Requests the stack refused (its buffer full): sent as lost.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        unsent: u32,
         /// Round-trip times.
         rtt: Rtt,
     },
@@ -293,6 +296,7 @@ struct Ping {
     timeout: u64,
     ident: u16,
     handle: Option<SocketHandle>,
+    unsent: u32,
     sent_at: Vec<u64>,
     replied: Vec<bool>,
     rtts: Vec<u64>,
@@ -320,7 +324,6 @@ struct TcpConnect {
 struct Conn {
     rec: Connection,
     fin: bool,
-    handle: usize,
 }
 
 #[derive(Debug)]
@@ -514,6 +517,7 @@ impl Host {
                     timeout: *timeout,
                     ident: 0x1000 + i as u16,
                     handle: None,
+                    unsent: 0,
                     sent_at: Vec::new(),
                     replied: Vec::new(),
                     rtts: Vec::new(),
@@ -853,8 +857,8 @@ impl Host {
                         (IpAddr::V6(_), None) => false,
                     };
                     // A request the socket refused still counts as sent
-                    // (and lost): the schedule does not slip.
-                    let _ = ok;
+                    // (and lost, counted): the schedule does not slip.
+                    p.unsent += u32::from(!ok);
                     p.sent_at.push(now);
                     p.replied.push(false);
                     worked = true;
@@ -983,7 +987,6 @@ impl Host {
                                 bytes_per_interval: Vec::new(),
                             },
                             fin: false,
-                            handle: k,
                         });
                     }
                     let Some(ci) = l.current[k] else { continue };
@@ -1022,7 +1025,6 @@ impl Host {
                         }
                         _ => {}
                     }
-                    let _ = conn.handle;
                 }
             }
             Act::UdpSend(u) => {
@@ -1095,7 +1097,7 @@ impl Host {
     }
 
     /// Makes the sockets of action `i`.
-    fn open(&mut self, i: usize, local_port: u16, _now: u64) {
+    fn open(&mut self, i: usize, local_port: u16, now: u64) {
         let tcp_socket = |buffer: usize| {
             let mut s = tcp::Socket::new(
                 tcp::SocketBuffer::new(vec![0u8; buffer]),
@@ -1123,7 +1125,7 @@ impl Host {
                 let mut s = tcp_socket(c.buffer);
                 s.set_timeout(Some(Duration::from_micros(c.timeout / 1000)));
                 c.local_port = local_port;
-                c.start = _now;
+                c.start = now;
                 let r = s.connect(
                     self.iface.context(),
                     IpEndpoint::new(c.to.addr.into(), c.to.port),
@@ -1131,7 +1133,7 @@ impl Host {
                 );
                 if r.is_err() {
                     c.outcome = Some("refused");
-                    c.end = Some(_now);
+                    c.end = Some(now);
                 }
                 c.handle = Some(self.sockets.add(s));
             }
@@ -1182,6 +1184,7 @@ impl Host {
                     to: p.to.addr.to_string(),
                     sent: p.sent_at.len() as u32,
                     received: p.replied.iter().filter(|&&r| r).count() as u32,
+                    unsent: p.unsent,
                     rtt: Rtt::of(p.rtts.clone()),
                 },
                 Act::TcpConnect(c) => {
@@ -1255,6 +1258,10 @@ impl UdpSend {
         let bits = u128::from(k) * self.size as u128 * 8;
         (bits * u128::from(NS) / u128::from(self.rate)) as u64
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn add_bin(bins: &mut Vec<u64>, now: u64, interval: u64, n: u64) {
