@@ -704,7 +704,7 @@ impl Host {
                 Act::Ping(p) => {
                     let n = p.sent_at.len() as u32;
                     if n < p.count {
-                        w = w.min(at + u64::from(n) * p.interval);
+                        w = w.min(at.saturating_add(u64::from(n).saturating_mul(p.interval)));
                     } else if let Some(&t) = p.sent_at.last() {
                         if !p.replied.iter().all(|&r| r) && now < t + p.timeout {
                             w = w.min(t + p.timeout);
@@ -712,7 +712,7 @@ impl Host {
                     }
                 }
                 Act::UdpSend(u) if !u.finished => {
-                    w = w.min(at + u.due(u.sent));
+                    w = w.min(at.saturating_add(u.due(u.sent)));
                 }
                 Act::TcpConnect(c) if c.outcome.is_none() => {
                     if let Some(s) = c.seconds {
@@ -812,7 +812,7 @@ impl Host {
                 let Some(h) = p.handle else { return worked };
                 let s = self.sockets.get_mut::<icmp::Socket>(h);
                 while (p.sent_at.len() as u32) < p.count
-                    && at + p.sent_at.len() as u64 * p.interval <= now
+                    && at.saturating_add((p.sent_at.len() as u64).saturating_mul(p.interval)) <= now
                     && s.can_send()
                 {
                     let seq = p.sent_at.len() as u16;
@@ -1030,7 +1030,7 @@ impl Host {
             Act::UdpSend(u) => {
                 let Some(h) = u.handle else { return worked };
                 let s = self.sockets.get_mut::<udp::Socket>(h);
-                while !u.finished && at + u.due(u.sent) <= now {
+                while !u.finished && at.saturating_add(u.due(u.sent)) <= now {
                     if u.count.is_some_and(|c| u.sent >= c)
                         || u.seconds.is_some_and(|d| u.due(u.sent) >= d)
                     {
@@ -1256,7 +1256,7 @@ impl UdpSend {
     /// When datagram `k` is due, nanoseconds after the action's start.
     fn due(&self, k: u64) -> u64 {
         let bits = u128::from(k) * self.size as u128 * 8;
-        (bits * u128::from(NS) / u128::from(self.rate)) as u64
+        u64::try_from(bits * u128::from(NS) / u128::from(self.rate)).unwrap_or(u64::MAX)
     }
 }
 

@@ -555,6 +555,9 @@ pub(crate) fn load(
                                 buffer,
                             }
                         }
+                        (None, Some(0)) => {
+                            return Err(e("listen = 0: a port number from 1 to 65535".into()))
+                        }
                         (None, Some(p)) => {
                             if bytes.is_some() || seconds.is_some() || timeout.is_some() {
                                 return Err(e(
@@ -608,6 +611,9 @@ pub(crate) fn load(
                                     .transpose()
                                     .map_err(e)?,
                             }
+                        }
+                        (None, Some(0)) => {
+                            return Err(e("listen = 0: a port number from 1 to 65535".into()))
                         }
                         (None, Some(p)) => ActionSpec::UdpListen { at, port: *p },
                         _ => {
