@@ -440,7 +440,24 @@ pub fn run_scenario(dir: &Path, opts: &RunOptions) -> ScenarioResult {
             Ok((Status::Failed, lines))
         }
     };
-    let (status, lines) = run().unwrap_or_else(|e| (Status::Failed, vec![e.to_string()]));
+    // A panic anywhere in the run is a bug, but it fails this scenario
+    // only: the others still run and the report is still written.
+    let (status, lines) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+        Ok(r) => r.unwrap_or_else(|e| (Status::Failed, vec![e.to_string()])),
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            (
+                Status::Failed,
+                vec![format!(
+                    "xsw panicked running this scenario (a bug, please report it): {what}"
+                )],
+            )
+        }
+    };
     if temp {
         let _ = fs::remove_dir_all(&out);
     }

@@ -84,6 +84,45 @@ fn count_corrupt(buf: &[u8], at: u64) -> u64 {
     bad
 }
 
+/// Round-trip samples, at most [`Samples::MAX`] kept: past that, every
+/// other one is dropped and only every second, fourth, ... new one kept,
+/// so memory stays bounded and the kept ones stay an even spread
+/// (deterministic, as everything here).
+#[derive(Debug, Default, Clone)]
+struct Samples {
+    kept: Vec<u64>,
+    stride: u64,
+    seen: u64,
+}
+
+impl Samples {
+    const MAX: usize = 1 << 20;
+
+    fn push(&mut self, v: u64) {
+        let stride = self.stride.max(1);
+        if self.seen.is_multiple_of(stride) {
+            if self.kept.len() >= Self::MAX {
+                let mut i = 0;
+                self.kept.retain(|_| {
+                    i += 1;
+                    i % 2 == 1
+                });
+                self.stride = stride * 2;
+            }
+            if self.seen.is_multiple_of(self.stride.max(1)) {
+                self.kept.push(v);
+            }
+        }
+        self.seen += 1;
+    }
+
+    fn rtt(&self) -> Rtt {
+        let mut r = Rtt::of(self.kept.clone());
+        r.samples = self.seen;
+        r
+    }
+}
+
 /// Round-trip times: min, median and 99th percentile, nanoseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Rtt {
@@ -200,6 +239,9 @@ pub enum ActionResult {
         lost: u64,
         /// Payload bytes per `[sim] interval`, from the start.
         bytes_per_interval: Vec<u64>,
+        /// One-way delay from the sender's socket to this one (datagrams
+        /// of at least 16 bytes carry their send time).
+        latency: Rtt,
     },
     /// `arp`.
     Arp {
@@ -232,6 +274,9 @@ pub struct HostSummary {
     pub rx_bytes: u64,
     /// Frames it ignored: another VLAN's, or untagged on a host with a VLAN.
     pub rx_ignored: u64,
+    /// Frames its stack sent while its NIC queue was full: dropped.
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub tx_dropped: u64,
     /// What each action did, in file order.
     pub actions: Vec<ActionResult>,
 }
@@ -244,7 +289,7 @@ struct Track {
     /// Segments sent once and not yet acknowledged: (end, time).
     pending: VecDeque<(u32, u64)>,
     retransmissions: u64,
-    rtts: Vec<u64>,
+    rtts: Samples,
     rst: bool,
 }
 
@@ -299,7 +344,7 @@ struct Ping {
     unsent: u32,
     sent_at: Vec<u64>,
     replied: Vec<bool>,
-    rtts: Vec<u64>,
+    rtts: Samples,
 }
 
 #[derive(Debug)]
@@ -358,6 +403,7 @@ struct UdpListen {
     /// Per sender: (highest sequence + 1, datagrams).
     senders: BTreeMap<String, (u64, u64)>,
     bins: Vec<u64>,
+    latency: Samples,
 }
 
 #[derive(Debug)]
@@ -378,6 +424,9 @@ struct Dev<'a> {
     now: u64,
     tx: &'a mut Vec<Vec<u8>>,
     room: usize,
+    /// Frames the stack sent while the NIC queue was full (answers to
+    /// what it received then): dropped, as a full NIC drops them.
+    dropped: &'a mut u64,
 }
 
 struct RxTok(Vec<u8>);
@@ -385,6 +434,7 @@ struct RxTok(Vec<u8>);
 struct TxTok<'a> {
     tx: &'a mut Vec<Vec<u8>>,
     room: &'a mut usize,
+    dropped: &'a mut u64,
 }
 
 impl phy::RxToken for RxTok {
@@ -397,8 +447,12 @@ impl phy::TxToken for TxTok<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut v = vec![0u8; len];
         let r = f(&mut v);
-        self.tx.push(v);
-        *self.room = self.room.saturating_sub(1);
+        if *self.room == 0 {
+            *self.dropped += 1;
+        } else {
+            self.tx.push(v);
+            *self.room -= 1;
+        }
         r
     }
 }
@@ -414,7 +468,9 @@ impl phy::Device for Dev<'_> {
         Self: 'b;
 
     fn receive(&mut self, _t: Instant) -> Option<(RxTok, TxTok<'_>)> {
-        if self.room == 0 || self.rx.front().is_none_or(|f| f.0 > self.now) {
+        // A full NIC queue does not stop reception (a real NIC keeps
+        // receiving): what the stack answers then is dropped, counted.
+        if self.rx.front().is_none_or(|f| f.0 > self.now) {
             return None;
         }
         let (_, data) = self.rx.pop_front()?;
@@ -423,6 +479,7 @@ impl phy::Device for Dev<'_> {
             TxTok {
                 tx: self.tx,
                 room: &mut self.room,
+                dropped: self.dropped,
             },
         ))
     }
@@ -434,6 +491,7 @@ impl phy::Device for Dev<'_> {
         Some(TxTok {
             tx: self.tx,
             room: &mut self.room,
+            dropped: self.dropped,
         })
     }
 
@@ -469,6 +527,7 @@ pub(crate) struct Host {
     rx_frames: u64,
     rx_bytes: u64,
     rx_ignored: u64,
+    nic_dropped: u64,
 }
 
 impl std::fmt::Debug for Host {
@@ -491,6 +550,7 @@ impl Host {
             now: 0,
             tx: &mut tx,
             room: NIC_QUEUE,
+            dropped: &mut 0,
         };
         let mut iface = Interface::new(cfg, &mut dev, instant(0));
         iface.update_ip_addrs(|a| {
@@ -520,7 +580,7 @@ impl Host {
                     unsent: 0,
                     sent_at: Vec::new(),
                     replied: Vec::new(),
-                    rtts: Vec::new(),
+                    rtts: Samples::default(),
                 }),
                 ActionSpec::TcpConnect {
                     to,
@@ -577,6 +637,7 @@ impl Host {
                     bytes: 0,
                     senders: BTreeMap::new(),
                     bins: Vec::new(),
+                    latency: Samples::default(),
                 }),
                 ActionSpec::Arp { .. } => Act::Arp { sent: 0 },
                 ActionSpec::Move { port, .. } => Act::Move {
@@ -610,6 +671,7 @@ impl Host {
             rx_frames: 0,
             rx_bytes: 0,
             rx_ignored: 0,
+            nic_dropped: 0,
         }
     }
 
@@ -669,6 +731,7 @@ impl Host {
                 now,
                 tx: &mut self.scratch,
                 room,
+                dropped: &mut self.nic_dropped,
             };
             let changed = self.iface.poll(instant(now), &mut dev, &mut self.sockets);
             let sent = !self.scratch.is_empty();
@@ -1031,8 +1094,11 @@ impl Host {
                 let Some(h) = u.handle else { return worked };
                 let s = self.sockets.get_mut::<udp::Socket>(h);
                 while !u.finished && at.saturating_add(u.due(u.sent)) <= now {
+                    // A `seconds` sender stops at its end time, even when
+                    // the NIC could not keep up with its rate.
                     if u.count.is_some_and(|c| u.sent >= c)
-                        || u.seconds.is_some_and(|d| u.due(u.sent) >= d)
+                        || u.seconds
+                            .is_some_and(|d| u.due(u.sent) >= d || now >= at.saturating_add(d))
                     {
                         u.finished = true;
                         break;
@@ -1043,9 +1109,13 @@ impl Host {
                         .send(size, IpEndpoint::new(u.to.addr.into(), u.to.port))
                         .map(|buf| {
                             fill_pattern(buf, 0);
-                            let sb = seq.to_be_bytes();
-                            let n = sb.len().min(buf.len());
-                            buf[..n].copy_from_slice(&sb[..n]);
+                            // Sequence number, then the send time (for
+                            // one-way latency), as far as the size allows.
+                            let mut head = [0u8; 16];
+                            head[..8].copy_from_slice(&seq.to_be_bytes());
+                            head[8..].copy_from_slice(&now.to_be_bytes());
+                            let n = head.len().min(buf.len());
+                            buf[..n].copy_from_slice(&head[..n]);
                         });
                     if ok.is_err() {
                         // Buffer full: try again on the next run.
@@ -1069,6 +1139,11 @@ impl Host {
                     let n = data.len().min(8);
                     sb[..n].copy_from_slice(&data[..n]);
                     let seq = u64::from_be_bytes(sb);
+                    if let Some(t) = data.get(8..16) {
+                        let mut tb = [0u8; 8];
+                        tb.copy_from_slice(t);
+                        u.latency.push(now.saturating_sub(u64::from_be_bytes(tb)));
+                    }
                     let e = u.senders.entry(ep(meta.endpoint)).or_insert((0, 0));
                     e.0 = e.0.max(seq.saturating_add(1));
                     e.1 += 1;
@@ -1185,7 +1260,7 @@ impl Host {
                     sent: p.sent_at.len() as u32,
                     received: p.replied.iter().filter(|&&r| r).count() as u32,
                     unsent: p.unsent,
-                    rtt: Rtt::of(p.rtts.clone()),
+                    rtt: p.rtts.rtt(),
                 },
                 Act::TcpConnect(c) => {
                     let end = c.end.unwrap_or(now);
@@ -1198,7 +1273,7 @@ impl Host {
                         end_us: us(end),
                         goodput_bps: rate(c.acked, end.saturating_sub(c.start)),
                         retransmissions: tr.map_or(0, |t| t.retransmissions),
-                        rtt: Rtt::of(tr.map_or_else(Vec::new, |t| t.rtts.clone())),
+                        rtt: tr.map_or_else(Rtt::default, |t| t.rtts.rtt()),
                     }
                 }
                 Act::TcpListen(l) => ActionResult::TcpListen {
@@ -1231,6 +1306,7 @@ impl Host {
                         .map(|(hi, n)| hi.saturating_sub(*n))
                         .sum(),
                     bytes_per_interval: u.bins.clone(),
+                    latency: u.latency.rtt(),
                 },
                 Act::Arp { sent } => ActionResult::Arp { sent: *sent },
                 Act::Move { port, done } => ActionResult::Move {
@@ -1247,6 +1323,7 @@ impl Host {
             rx_frames: self.rx_frames,
             rx_bytes: self.rx_bytes,
             rx_ignored: self.rx_ignored,
+            tx_dropped: self.nic_dropped,
             actions,
         }
     }
@@ -1261,6 +1338,10 @@ impl UdpSend {
 }
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -1314,6 +1395,25 @@ mod tests {
         assert!(
             count_corrupt(&b, 1001) > 1000,
             "an offset slip is corruption"
+        );
+    }
+
+    #[test]
+    fn samples_stay_bounded_and_even() {
+        let mut s = Samples::default();
+        let n = 3 * Samples::MAX as u64 + 5;
+        for v in 0..n {
+            s.push(v);
+        }
+        assert!(s.kept.len() <= Samples::MAX);
+        let r = s.rtt();
+        assert_eq!(r.samples, n);
+        assert_eq!(r.min_ns, 0);
+        let mid = n / 2;
+        assert!(
+            r.median_ns.abs_diff(mid) < n / 100,
+            "median {} of 0..{n}",
+            r.median_ns
         );
     }
 

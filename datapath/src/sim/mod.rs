@@ -49,10 +49,10 @@ pub fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
             Value::Object(m) => m.get(step)?,
             Value::Array(a) => match step.parse::<usize>() {
                 Ok(i) => a.get(i)?,
-                Err(_) => a.iter().find(|x| {
-                    ["name", "port"]
-                        .iter()
-                        .any(|k| x.get(k).and_then(Value::as_str) == Some(step))
+                // By `name` first, then by `port`.
+                Err(_) => ["name", "port"].iter().find_map(|k| {
+                    a.iter()
+                        .find(|x| x.get(k).and_then(Value::as_str) == Some(step))
                 })?,
             },
             _ => return None,

@@ -240,11 +240,20 @@ pub(crate) fn run(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
             .map(|h| h.wake)
             .min()
             .filter(|&w| w != u64::MAX);
-        let Some(t) = [t_capture, t_nic, t_change, t_queue, t_host]
-            .into_iter()
-            .flatten()
-            .min()
-        else {
+        // Past `limit` the hosts stop (nothing they would do is taken),
+        // but the captures are replayed to their end, as without hosts;
+        // `end` stops everything.
+        let limit = sc.sim.limit;
+        let Some(t) = [
+            t_capture,
+            t_nic.filter(|&x| x <= limit),
+            t_change,
+            t_queue,
+            t_host.filter(|&x| x <= limit),
+        ]
+        .into_iter()
+        .flatten()
+        .min() else {
             break;
         };
         let quiet = sc.sim.end.is_none()
@@ -253,7 +262,7 @@ pub(crate) fn run(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
             && t_change.is_none()
             && t_queue.is_none()
             && r.hosts.iter().all(|h| h.idle() && h.finished(now));
-        if quiet || t > sc.sim.limit {
+        if quiet || sc.sim.end.is_some_and(|e| t > e) {
             break;
         }
         now = now.max(t);
@@ -306,7 +315,7 @@ pub(crate) fn run(sc: &Scenario, out_dir: &Path) -> Result<Summary, Error> {
         let t_abs = r.abs(now);
         r.flush(t_abs)?;
         for h in &mut r.hosts {
-            if h.wake <= now {
+            if h.wake <= now && now <= limit {
                 h.run(now);
             }
         }

@@ -246,8 +246,7 @@ pub enum ActionSpec {
         /// The port.
         port: u16,
     },
-    /// Announces the host's addresses (gratuitous ARP, and an unsolicited
-    /// neighbour advertisement for IPv6).
+    /// Announces the host's IPv4 address with a gratuitous ARP.
     Arp {
         /// When.
         at: u64,
@@ -375,6 +374,15 @@ fn parse_cidr(s: &str, v6: bool) -> Result<IpCidr, String> {
     let addr: IpAddr = a
         .parse()
         .map_err(|_| format!("`{a}` is not an IP address"))?;
+    let unicast = match addr {
+        IpAddr::V4(x) => !(x.is_multicast() || x.is_broadcast() || x.is_unspecified()),
+        IpAddr::V6(x) => !(x.is_multicast() || x.is_unspecified()),
+    };
+    if !unicast {
+        return Err(format!(
+            "`{a}` is not a unicast address (multicast, broadcast and unspecified addresses cannot be a host's)"
+        ));
+    }
     let len: u8 = l
         .parse()
         .map_err(|_| format!("`{l}` is not a prefix length"))?;
@@ -511,10 +519,18 @@ pub(crate) fn load(
                     ActionSpec::Ping {
                         at: secs("at", *at).map_err(e)?,
                         to: resolve(to, false).map_err(e)?,
-                        count: count.unwrap_or(1).clamp(1, 1_000_000),
-                        interval: secs("interval", interval.unwrap_or(1.0))
-                            .map_err(e)?
-                            .max(1000),
+                        count: match count.unwrap_or(1) {
+                            n @ 1..=65_536 => n,
+                            n => {
+                                return Err(e(format!(
+                                    "ping count {n}: 1 to 65536 (the echo sequence numbers)"
+                                )))
+                            }
+                        },
+                        interval: match secs("interval", interval.unwrap_or(1.0)).map_err(e)? {
+                            i if i >= 1000 => i,
+                            _ => return Err(e("ping interval: at least 0.000001 s".into())),
+                        },
                         size,
                         timeout: secs("timeout", timeout.unwrap_or(1.0)).map_err(e)?,
                     }
