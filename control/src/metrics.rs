@@ -160,6 +160,20 @@ pub fn render(snap: &MetricsSnapshot) -> String {
             );
         }
     }
+    o.family(
+        "xsw_port_rx_csum_completed_total",
+        "counter",
+        "TCP/UDP frames received with a partial checksum (the sender's checksum offload) and completed by the switch.",
+    );
+    for b in bridges {
+        for p in &b.ports {
+            o.sample(
+                "xsw_port_rx_csum_completed_total",
+                &[("bridge", &b.name), ("port", &p.name)],
+                p.backend.rx_csum_completed,
+            );
+        }
+    }
     type QueueField = fn(&xsw_datapath::qos::QueueStats) -> u64;
     let queue_families: [(&str, &str, &str, QueueField); 4] = [
         (

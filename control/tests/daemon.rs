@@ -27,9 +27,6 @@ fn pair() -> Pair {
     veth(&b, "eth0", &s, "pb", 1500, 1);
     a.ip(&["addr", "add", "198.18.2.1/24", "dev", "eth0"]);
     b.ip(&["addr", "add", "198.18.2.2/24", "dev", "eth0"]);
-    // Frames through AF_XDP carry no offload state: checksum in software.
-    a.no_tx_csum("eth0");
-    b.no_tx_csum("eth0");
     // These tests speak IPv4 only; without IPv6 the hosts send nothing of
     // their own (neighbour discovery, MLD) to disturb the counters.
     for ns in [&a, &b] {

@@ -11,6 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use common::*;
+use xsw_datapath::csum::checksum;
 
 /// Two hosts, A and B, each behind a veth into the switch's namespace S.
 struct Pair {
@@ -27,8 +28,6 @@ fn pair(mtu: u32, queues: u32) -> Pair {
     veth(&b, "eth0", &s, "pb", mtu, queues);
     a.ip(&["addr", "add", "198.18.1.1/24", "dev", "eth0"]);
     b.ip(&["addr", "add", "198.18.1.2/24", "dev", "eth0"]);
-    a.no_tx_csum("eth0");
-    b.no_tx_csum("eth0");
     Pair { s, a, b }
 }
 
@@ -53,8 +52,16 @@ fn ping_and_tcp_between_namespaces() {
     let x = Xswd::start(&t.s, TWO_PORTS, None);
     let (ok, out) = t.a.ping("198.18.1.2", 5, &[]);
     assert!(ok, "ping through xsw failed:\n{out}\n{}", x.log_text());
+    // The hosts keep their default offloads: their TCP and UDP leave with
+    // partial checksums, which the switch completes.
     tcp_check(&t.a, &t.b, "198.18.1.2:5001", 8 << 20, 1);
+    let udp = udp_count(&t.a, &t.b, "198.18.1.2:5003".parse().expect("addr"), 200);
+    assert!(udp >= 190, "UDP datagrams delivered: {udp} of 200");
     let pa = x.port(0, "a");
+    assert!(
+        pa["backend"]["rx_csum_completed"].as_u64().unwrap_or(0) > 1000,
+        "partial checksums completed: {pa}"
+    );
     assert!(
         pa["stats"]["rx_packets"].as_u64().unwrap_or(0) > 1000,
         "{pa}"
@@ -189,6 +196,10 @@ fn jumbo_frames_end_to_end() {
     );
     tcp_check(&t.a, &t.b, "198.18.1.2:5002", 16 << 20, 2);
     let pa = x.port(0, "a");
+    assert!(
+        pa["backend"]["rx_csum_completed"].as_u64().unwrap_or(0) > 1000,
+        "partial checksums of 9000-byte frames completed: {pa}"
+    );
     let pkts = pa["stats"]["rx_packets"].as_u64().unwrap_or(1);
     let bytes = pa["stats"]["rx_bytes"].as_u64().unwrap_or(0);
     // The data went as ~9000-byte frames (ACKs are the small ones in the other direction).
@@ -204,6 +215,19 @@ fn jumbo_frames_end_to_end() {
 /// Opens tap `name` in the current thread's namespace; the test holds its
 /// descriptor, as a hypervisor holds a VM's.
 fn open_tap(name: &str) -> OwnedFd {
+    open_tap_with(name, false)
+}
+
+/// `TUNSETOFFLOAD`, `_IOW('T', 208, unsigned int)`.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// Size of `struct virtio_net_hdr` (no mergeable buffers).
+const VNET_HDR: usize = 10;
+
+/// Opens tap `name`; with `vnet`, as QEMU opens one for a virtio-net guest
+/// with checksum offload: every frame behind a virtio-net header
+/// (`IFF_VNET_HDR`), and the kernel told it may hand over partial
+/// checksums (`TUN_F_CSUM`).
+fn open_tap_with(name: &str, vnet: bool) -> OwnedFd {
     let path = std::ffi::CString::new("/dev/net/tun").expect("path");
     // SAFETY: open(2) on a NUL-terminated path; checked below.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
@@ -215,22 +239,188 @@ fn open_tap(name: &str) -> OwnedFd {
     for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    let vnet_flag = if vnet { libc::IFF_VNET_HDR } else { 0 };
+    req.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | vnet_flag) as libc::c_short;
     // SAFETY: see above; `req` outlives the call.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &req) };
     assert_eq!(r, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    if vnet {
+        // SAFETY: TUNSETOFFLOAD takes the flags by value; TUN_F_CSUM = 1.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, 1 as libc::c_ulong) };
+        assert_eq!(r, 0, "TUNSETOFFLOAD: {}", std::io::Error::last_os_error());
+    }
     fd
 }
 
-fn checksum(b: &[u8]) -> u16 {
-    let mut s = 0u32;
-    for c in b.chunks(2) {
-        s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+/// A UDP/IPv4 frame from `src` to `dst` whose checksum is left partial,
+/// as a guest with checksum offload hands it to its virtio-net device:
+/// the field holds the folded pseudo-header sum.
+fn partial_udp(
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    port: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let ulen = 8 + payload.len();
+    let mut ip = vec![0x45u8, 0, 0, 0, 0, 7, 0x40, 0, 64, 17, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + ulen) as u16).to_be_bytes());
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&(ulen as u16).to_be_bytes());
+    let partial = !checksum(&pseudo);
+    let mut f = dst_mac.to_vec();
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&[0x9c, 0x40]);
+    f.extend_from_slice(&port.to_be_bytes());
+    f.extend_from_slice(&(ulen as u16).to_be_bytes());
+    f.extend_from_slice(&partial.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[test]
+fn a_vm_tap_with_checksum_offload_gets_and_gives_complete_checksums() {
+    let _g = serial();
+    let s = Netns::new("s");
+    let b = Netns::new("b");
+    veth(&b, "eth0", &s, "pb", 1500, 1);
+    b.ip(&["addr", "add", "198.18.4.2/24", "dev", "eth0"]);
+    let vm_mac = [2u8, 0, 0, 0, 0x44, 2];
+    let vm_ip = [198u8, 18, 4, 1];
+    b.ip(&[
+        "neigh",
+        "add",
+        "198.18.4.1",
+        "lladdr",
+        "02:00:00:00:44:02",
+        "dev",
+        "eth0",
+    ]);
+    let tapfd = s
+        .spawn(|| open_tap_with("vmtap1", true))
+        .join()
+        .expect("tap");
+    s.ip(&["link", "set", "vmtap1", "up"]);
+    let cfg = r#"
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "vm"
+ofport = 1
+interface = "vmtap1"
+[[bridge.port]]
+name = "b"
+ofport = 2
+interface = "pb"
+"#;
+    let x = Xswd::start(&s, cfg, None);
+    let b_mac = {
+        let (ok, out) = b.exec(&["cat", "/sys/class/net/eth0/address"]);
+        assert!(ok, "{out}");
+        let v: Vec<u8> = out
+            .trim()
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).expect("hex"))
+            .collect();
+        [v[0], v[1], v[2], v[3], v[4], v[5]]
+    };
+    let mut tap = std::fs::File::from(tapfd);
+    let mut reader = tap.try_clone().expect("clone");
+    let (txr, rxr) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if txr.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // VM -> B: a datagram with a partial checksum and NEEDS_CSUM in its
+    // virtio-net header (csum_start 34, csum_offset 6).
+    let rx = b.spawn(|| {
+        let u = std::net::UdpSocket::bind("198.18.4.2:5006").expect("bind");
+        u.set_read_timeout(Some(Duration::from_secs(1)))
+            .expect("timeout");
+        let mut buf = [0u8; 2048];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(n) = u.recv(&mut buf) {
+                return Some(buf[..n].to_vec());
+            }
+        }
+        None
+    });
+    let mut hdr = [0u8; VNET_HDR];
+    hdr[0] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+    hdr[6..8].copy_from_slice(&34u16.to_le_bytes());
+    hdr[8..10].copy_from_slice(&6u16.to_le_bytes());
+    let frame = partial_udp(
+        b_mac,
+        vm_mac,
+        vm_ip,
+        [198, 18, 4, 2],
+        5006,
+        b"from the guest",
+    );
+    let mut msg = hdr.to_vec();
+    msg.extend_from_slice(&frame);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !rx.is_finished() && Instant::now() < deadline {
+        tap.write_all(&msg).expect("write");
+        std::thread::sleep(Duration::from_millis(200));
     }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
+    let got = rx.join().expect("receiver");
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"from the guest"[..]),
+        "a datagram with a partial checksum from the guest reached B\n{}",
+        x.log_text()
+    );
+    let vm = x.port(0, "vm");
+    assert!(
+        vm["backend"]["rx_csum_completed"].as_u64().unwrap_or(0) >= 1,
+        "{vm}"
+    );
+    // B -> VM: B's datagrams leave with partial checksums (veth offload);
+    // the guest reads them with a complete one.
+    let sender = b.spawn(|| {
+        let u = std::net::UdpSocket::bind("198.18.4.2:0").expect("bind");
+        for _ in 0..20 {
+            let _ = u.send_to(b"to the guest", "198.18.4.1:5007");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = None;
+    while seen.is_none() && Instant::now() < deadline {
+        if let Ok(m) = rxr.recv_timeout(Duration::from_millis(300)) {
+            let f = &m[VNET_HDR..];
+            if f.len() >= 42
+                && f[12..14] == [0x08, 0x00]
+                && f[23] == 17
+                && f[36..38] == [0x13, 0x8f]
+            {
+                seen = Some(f.to_vec());
+            }
+        }
     }
-    !(s as u16)
+    sender.join().expect("sender");
+    let f = seen.unwrap_or_else(|| panic!("no datagram from B at the guest\n{}", x.log_text()));
+    assert_eq!(
+        xsw_datapath::csum::l4_valid(&f),
+        Some(true),
+        "the guest got a complete UDP checksum: {f:02x?}"
+    );
 }
 
 #[test]
@@ -466,6 +656,10 @@ fn an_internal_port_gives_the_host_an_address_on_the_bridge() {
         "host address on the internal port:\n{out}\n{}",
         x.log_text()
     );
+    // TCP both ways between the namespace (default offloads: partial
+    // checksums, completed on port a) and the host stack behind the tap.
+    tcp_check(&t.a, &t.s, "198.18.1.254:5004", 4 << 20, 4);
+    tcp_check(&t.s, &t.a, "198.18.1.1:5005", 4 << 20, 5);
     // A frame longer than the switch takes (9216 bytes) from the host side
     // is dropped and counted, not cut short and forwarded.
     t.s.ip(&["link", "set", "xswhost0", "mtu", "9600"]);

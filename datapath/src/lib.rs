@@ -19,6 +19,7 @@
 pub mod check;
 pub mod classifier;
 pub mod clock;
+pub mod csum;
 pub mod emc;
 pub mod error;
 pub mod flow;

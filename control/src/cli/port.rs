@@ -342,6 +342,7 @@ fn stats_text(r: &PortStatsReply) -> String {
                 ("kernel_fill_empty", be.kernel_fill_empty),
                 ("tx_errors", be.tx_errors),
                 ("rx_oversize", be.rx_oversize),
+                ("rx_csum_completed", be.rx_csum_completed),
             ]
             .into_iter()
             .filter(|(_, v)| *v > 0),

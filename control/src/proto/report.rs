@@ -58,6 +58,10 @@ pub struct DeviceCounters {
     pub rx_not_ethernet: u64,
     /// Frames the device refused to send.
     pub tx_errors: u64,
+    /// TCP/UDP frames received with a partial checksum (the sender's
+    /// checksum offload) that the port completed in software.
+    #[serde(default)]
+    pub rx_csum_completed: u64,
     /// AF_XDP: frames the kernel dropped.
     pub kernel_rx_dropped: u64,
     /// AF_XDP: times the rx ring was full.
@@ -189,6 +193,7 @@ mod from_engine {
                     rx_snap_truncated: b.rx_snap_truncated,
                     rx_not_ethernet: b.rx_not_ethernet,
                     tx_errors: b.tx_errors,
+                    rx_csum_completed: b.rx_csum_completed,
                     kernel_rx_dropped: b.kernel_rx_dropped,
                     kernel_rx_ring_full: b.kernel_rx_ring_full,
                     kernel_fill_empty: b.kernel_fill_empty,

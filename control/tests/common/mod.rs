@@ -113,12 +113,6 @@ impl Netns {
             f()
         })
     }
-
-    /// Turns off tx checksum offload on `dev` (frames through AF_XDP carry
-    /// no offload state, so locally generated TCP must be checksummed).
-    pub fn no_tx_csum(&self, dev: &str) {
-        let _ = self.exec(&["ethtool", "-K", dev, "tx", "off"]);
-    }
 }
 
 impl Drop for Netns {

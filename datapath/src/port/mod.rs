@@ -42,6 +42,9 @@ pub struct BackendStats {
     pub rx_not_ethernet: u64,
     /// Frames the device refused to send.
     pub tx_errors: u64,
+    /// TCP/UDP frames received with a partial checksum (checksum offload
+    /// of the sender) whose checksum the port completed in software.
+    pub rx_csum_completed: u64,
     /// AF_XDP: frames the kernel dropped (rx ring full or no fill chunks).
     pub kernel_rx_dropped: u64,
     /// AF_XDP: times the rx ring was full.

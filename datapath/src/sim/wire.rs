@@ -2,6 +2,8 @@
 //! their DSCP, gratuitous ARP, and a look at TCP segments (for
 //! retransmission and round-trip counting).
 
+use crate::csum::checksum;
+
 /// Minimum Ethernet frame without FCS: NICs pad shorter frames.
 pub(crate) const ETH_ZLEN: usize = 60;
 
@@ -85,22 +87,6 @@ pub(crate) fn set_dscp(frame: &mut [u8], dscp: u8) {
         }
         _ => {}
     }
-}
-
-/// The Internet checksum of `b`.
-pub(crate) fn checksum(b: &[u8]) -> u16 {
-    let mut s: u32 = 0;
-    let mut chunks = b.chunks_exact(2);
-    for c in &mut chunks {
-        s += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [x] = chunks.remainder() {
-        s += u32::from(*x) << 8;
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !(s as u16)
 }
 
 /// A gratuitous ARP request for `ip` from `mac` (untagged, padded).

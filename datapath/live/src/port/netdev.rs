@@ -21,6 +21,10 @@ pub struct NetdevInfo {
     pub mtu: u32,
     /// Number of rx queues.
     pub rx_queues: u32,
+    /// A software device (veth, tap, ...: no bus device behind it). Its
+    /// frames are skbs from this host's own stack or a guest's, which may
+    /// carry partial checksums (see `xsw_datapath::csum`).
+    pub virtual_device: bool,
 }
 
 /// The index of interface `name`, or `None` when it does not exist (or its
@@ -73,6 +77,10 @@ pub fn info(name: &str) -> io::Result<NetdevInfo> {
         mac,
         mtu,
         rx_queues,
+        virtual_device: !Path::new("/sys/class/net")
+            .join(name)
+            .join("device")
+            .exists(),
     })
 }
 
