@@ -174,6 +174,20 @@ pub fn render(snap: &MetricsSnapshot) -> String {
             );
         }
     }
+    o.family(
+        "xsw_port_rx_gso_frames_total",
+        "counter",
+        "TCP super-frames (the sender's segmentation offload) the port cut into segments.",
+    );
+    for b in bridges {
+        for p in &b.ports {
+            o.sample(
+                "xsw_port_rx_gso_frames_total",
+                &[("bridge", &b.name), ("port", &p.name)],
+                p.backend.rx_gso_frames,
+            );
+        }
+    }
     type QueueField = fn(&xsw_datapath::qos::QueueStats) -> u64;
     let queue_families: [(&str, &str, &str, QueueField); 4] = [
         (

@@ -288,6 +288,128 @@ fn partial_udp(
     f
 }
 
+/// A TCP/IPv4 super-frame as a guest with TSO hands it over: one header
+/// over `payload` bytes, a partial checksum, and a virtio-net header
+/// saying GSO TCPv4 with segment size `mss`.
+fn tso_frame(dst_mac: [u8; 6], src_mac: [u8; 6], payload: &[u8], mss: u16) -> Vec<u8> {
+    let tcp_len = 20 + payload.len();
+    let mut ip = vec![0x45u8, 0, 0, 0, 0x10, 0, 0x40, 0, 64, 6, 0, 0];
+    ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+    ip.extend_from_slice(&[198, 18, 4, 1, 198, 18, 4, 2]);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut pseudo = ip[12..20].to_vec();
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+    let partial = !checksum(&pseudo);
+    // virtio_net_hdr: NEEDS_CSUM, GSO_TCPV4, hdr_len 54, gso_size, csum_start 34, csum_offset 16.
+    let mut m = vec![1u8, 1];
+    m.extend_from_slice(&54u16.to_le_bytes());
+    m.extend_from_slice(&mss.to_le_bytes());
+    m.extend_from_slice(&34u16.to_le_bytes());
+    m.extend_from_slice(&16u16.to_le_bytes());
+    m.extend_from_slice(&dst_mac);
+    m.extend_from_slice(&src_mac);
+    m.extend_from_slice(&[0x08, 0x00]);
+    m.extend_from_slice(&ip);
+    // Ports 40000 -> 5008, seq 1000, ack 1, ACK|PSH, window 512.
+    m.extend_from_slice(&[
+        0x9c, 0x40, 0x13, 0x90, 0, 0, 0x03, 0xe8, 0, 0, 0, 1, 0x50, 0x18, 2, 0,
+    ]);
+    m.extend_from_slice(&partial.to_be_bytes());
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(payload);
+    m
+}
+
+#[test]
+fn a_guests_tso_super_frame_leaves_as_segments_that_fit() {
+    let _g = serial();
+    let s = Netns::new("s");
+    let b = Netns::new("b");
+    veth(&b, "eth0", &s, "pb", 1500, 1);
+    let tapfd = s
+        .spawn(|| open_tap_with("vmtap2", true))
+        .join()
+        .expect("tap");
+    s.ip(&["link", "set", "vmtap2", "up"]);
+    let cfg = r#"
+[[bridge]]
+name = "br0"
+[[bridge.port]]
+name = "vm"
+ofport = 1
+interface = "vmtap2"
+[[bridge.port]]
+name = "b"
+ofport = 2
+interface = "pb"
+"#;
+    let x = Xswd::start(&s, cfg, None);
+    let raw = RawSock::open(&b, "eth0");
+    let mut tap = std::fs::File::from(tapfd);
+    let payload = data(20_000, 9);
+    let b_mac = [2u8, 0, 0, 0, 0x55, 2];
+    let frame = tso_frame(b_mac, [2, 0, 0, 0, 0x44, 3], &payload, 1448);
+    tap.write_all(&frame).expect("write super-frame");
+    // The segments B sees: valid, at most 1500 bytes of IP, in order.
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let want = payload.len().div_ceil(1460);
+    while got.len() < want && Instant::now() < deadline {
+        if let Some(f) = raw.recv_until(deadline, |f| {
+            f.len() > 54 && f[12..14] == [0x08, 0x00] && f[23] == 6 && f[36..38] == [0x13, 0x90]
+        }) {
+            got.push(f);
+        }
+    }
+    let vm = x.port(0, "vm");
+    assert_eq!(
+        got.len(),
+        want,
+        "segments at B (MTU 1500: 1460 bytes each)\n{vm}\n{}",
+        x.log_text()
+    );
+    let mut joined = Vec::new();
+    for (i, f) in got.iter().enumerate() {
+        assert!(
+            f.len() - 14 <= 1500,
+            "segment {i}: {} bytes of IP",
+            f.len() - 14
+        );
+        assert_eq!(checksum(&f[14..34]), 0, "segment {i}: IPv4 header checksum");
+        assert_eq!(
+            xsw_datapath::csum::l4_valid(f),
+            Some(true),
+            "segment {i}: TCP checksum"
+        );
+        let seq = u32::from_be_bytes([f[38], f[39], f[40], f[41]]);
+        assert_eq!(
+            seq as usize,
+            1000 + joined.len(),
+            "segment {i}: sequence number"
+        );
+        assert_eq!(
+            f[47] & 0x08 != 0,
+            i + 1 == want,
+            "segment {i}: PSH on the last only"
+        );
+        joined.extend_from_slice(&f[54..]);
+    }
+    assert!(joined == payload, "the payload arrived whole and in order");
+    assert_eq!(vm["backend"]["rx_gso_frames"].as_u64(), Some(1), "{vm}");
+    assert_eq!(
+        vm["backend"]["rx_gso_segments"].as_u64(),
+        Some(want as u64),
+        "{vm}"
+    );
+    assert_eq!(
+        vm["stats"]["rx_packets"].as_u64(),
+        Some(want as u64),
+        "{vm}"
+    );
+}
+
 #[test]
 fn a_vm_tap_with_checksum_offload_gets_and_gives_complete_checksums() {
     let _g = serial();

@@ -23,6 +23,7 @@ pub mod csum;
 pub mod emc;
 pub mod error;
 pub mod flow;
+pub mod gso;
 pub mod hash;
 pub mod key;
 pub mod mac;

@@ -343,6 +343,8 @@ fn stats_text(r: &PortStatsReply) -> String {
                 ("tx_errors", be.tx_errors),
                 ("rx_oversize", be.rx_oversize),
                 ("rx_csum_completed", be.rx_csum_completed),
+                ("rx_gso_frames", be.rx_gso_frames),
+                ("rx_gso_segments", be.rx_gso_segments),
             ]
             .into_iter()
             .filter(|(_, v)| *v > 0),

@@ -62,6 +62,13 @@ pub struct DeviceCounters {
     /// checksum offload) that the port completed in software.
     #[serde(default)]
     pub rx_csum_completed: u64,
+    /// TCP super-frames (the sender's segmentation offload: longer than
+    /// the interface's MTU) cut into segments.
+    #[serde(default)]
+    pub rx_gso_frames: u64,
+    /// Segments cut from them.
+    #[serde(default)]
+    pub rx_gso_segments: u64,
     /// AF_XDP: frames the kernel dropped.
     pub kernel_rx_dropped: u64,
     /// AF_XDP: times the rx ring was full.
@@ -194,6 +201,8 @@ mod from_engine {
                     rx_not_ethernet: b.rx_not_ethernet,
                     tx_errors: b.tx_errors,
                     rx_csum_completed: b.rx_csum_completed,
+                    rx_gso_frames: b.rx_gso_frames,
+                    rx_gso_segments: b.rx_gso_segments,
                     kernel_rx_dropped: b.kernel_rx_dropped,
                     kernel_rx_ring_full: b.kernel_rx_ring_full,
                     kernel_fill_empty: b.kernel_fill_empty,

@@ -45,6 +45,11 @@ pub struct BackendStats {
     /// TCP/UDP frames received with a partial checksum (checksum offload
     /// of the sender) whose checksum the port completed in software.
     pub rx_csum_completed: u64,
+    /// TCP super-frames (GSO/TSO from a guest or the host: longer than the
+    /// interface's MTU) the port cut into segments.
+    pub rx_gso_frames: u64,
+    /// Segments cut from them (each counted as a received frame).
+    pub rx_gso_segments: u64,
     /// AF_XDP: frames the kernel dropped (rx ring full or no fill chunks).
     pub kernel_rx_dropped: u64,
     /// AF_XDP: times the rx ring was full.

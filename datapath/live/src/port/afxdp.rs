@@ -37,7 +37,8 @@ use xsw_ebpf::{AttachMode, XdpProgram};
 
 use xsw_datapath::clock::{Clock, Timestamp};
 use xsw_datapath::csum;
-use xsw_datapath::packet::{Batch, PacketBuf, PacketMeta};
+use xsw_datapath::gso;
+use xsw_datapath::packet::{Batch, PacketBuf, PacketMeta, MAX_FRAME};
 use xsw_datapath::port::{BackendStats, Port, PortError};
 
 use super::netdev::{self, NetdevInfo};
@@ -99,10 +100,17 @@ struct Queue {
     cq: CompQueue,
     /// Chunks free for sending.
     free: Vec<FrameDesc>,
-    /// Scratch descriptors for ring operations.
+    /// Scratch descriptors for the rx and fill rings.
     scratch: Vec<FrameDesc>,
+    /// Scratch descriptors for the completion ring (apart from `scratch`,
+    /// which may hold rx chunks between bursts).
+    comp: Vec<FrameDesc>,
     /// Descriptors built for one transmit call.
     txbuf: Vec<FrameDesc>,
+    /// `scratch[held.0..held.1]`: chunks taken from the rx ring but not yet
+    /// read, because a super-frame's segments filled the batch before them
+    /// (see `Gso`); they are read first at the next burst.
+    held: (usize, usize),
     /// Usable bytes per chunk (chunk size minus headroom).
     chunk: usize,
     zero_copy: bool,
@@ -120,6 +128,75 @@ pub struct AfXdpPort {
     gone: bool,
     /// A fill-ring wakeup failed already (only the first failure is logged).
     wakeup_failed: bool,
+    /// Software devices: segmentation of TCP super-frames (see the module
+    /// documentation); `None` on NICs.
+    gso: Option<Box<Gso>>,
+}
+
+/// Longest super-frame taken apart (a GSO frame is at most 64 KiB of IP
+/// packet, plus link headers).
+const GSO_MAX: usize = 65_536 + 64;
+
+/// A super-frame being cut into segments, and the buffer it is assembled in
+/// (allocated once, when the port opens).
+struct Gso {
+    buf: Vec<u8>,
+    len: usize,
+    /// The segments still to hand out: the plan, the next index, the
+    /// timestamp of the super-frame.
+    pending: Option<(gso::Plan, usize, Timestamp)>,
+}
+
+impl Gso {
+    fn new() -> Box<Gso> {
+        Box::new(Gso {
+            buf: vec![0; GSO_MAX],
+            len: 0,
+            pending: None,
+        })
+    }
+
+    /// Appends `bytes` to the frame being assembled; false when it would
+    /// exceed [`GSO_MAX`].
+    fn append(&mut self, bytes: &[u8]) -> bool {
+        let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) else {
+            return false;
+        };
+        dst.copy_from_slice(bytes);
+        self.len += bytes.len();
+        true
+    }
+
+    /// Hands out pending segments into the batch while it has room; returns
+    /// how many it added.
+    fn drain(&mut self, batch: &mut Batch, port_index: u16, stats: &mut BackendStats) -> usize {
+        let mut added = 0;
+        while let Some((plan, next, ts)) = self.pending {
+            let Some(slot) = batch.next_slot() else {
+                break;
+            };
+            slot.meta = PacketMeta::new(port_index, ts);
+            let out = slot.fill_with(MAX_FRAME);
+            let n = gso::segment(&self.buf[..self.len], &plan, next, out);
+            slot.truncate(n);
+            batch.commit();
+            added += 1;
+            stats.rx_gso_segments += 1;
+            self.pending = (next + 1 < plan.segments()).then_some((plan, next + 1, ts));
+        }
+        added
+    }
+}
+
+/// Where a frame arriving in several chunks is being assembled.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Assembly {
+    /// In the batch slot.
+    Slot,
+    /// Too long for a slot: in the port's super-frame buffer.
+    Gso,
+    /// Too long for either: dropped at its end.
+    Oversize,
 }
 
 impl std::fmt::Debug for AfXdpPort {
@@ -217,7 +294,9 @@ fn open_queue(info: &NetdevInfo, qid: u32, zero_copy: Option<bool>) -> Result<Qu
                         cq,
                         free,
                         scratch,
+                        comp: vec![FrameDesc::default(); RING as usize],
                         txbuf: Vec::with_capacity(RING as usize),
+                        held: (0, 0),
                         chunk,
                         zero_copy: zc,
                     });
@@ -273,6 +352,7 @@ impl AfXdpPort {
             xdp.set_host_addrs(&v4, &v6)?;
         }
         xdp.configure(opts.ofport, opts.host_pass, info.mac)?;
+        let gso = info.virtual_device.then(Gso::new);
         Ok(AfXdpPort {
             name: name.to_string(),
             info,
@@ -283,6 +363,7 @@ impl AfXdpPort {
             stats: BackendStats::default(),
             gone: false,
             wakeup_failed: false,
+            gso,
         })
     }
 
@@ -314,11 +395,21 @@ impl AfXdpPort {
     /// Reads chunks from one queue into the batch; returns frames added.
     fn rx_queue(&mut self, qi: usize, batch: &mut Batch, port_index: u16, now: Timestamp) -> usize {
         let complete_csum = self.info.virtual_device;
+        // Segments carry at most the interface's MTU of IP packet, and fit
+        // a slot whatever the MTU.
+        let mtu = (self.info.mtu as usize).min(MAX_FRAME - 22);
         let q = &mut self.queues[qi];
         let mut added = 0;
-        // A frame being assembled from chunks: (started, oversize).
-        let mut open: Option<bool> = None;
+        // The frame being assembled from chunks, if one is open.
+        let mut open: Option<Assembly> = None;
         loop {
+            if let Some(g) = self.gso.as_mut() {
+                added += g.drain(batch, port_index, &mut self.stats);
+                if g.pending.is_some() {
+                    // The batch is full: the rest go out at the next burst.
+                    break;
+                }
+            }
             let free_slots = batch.capacity() - batch.len();
             // In the middle of a jumbo frame: one chunk at a time until it
             // ends, so no chunk of a frame we have no slot for is taken.
@@ -330,13 +421,33 @@ impl AfXdpPort {
             if want == 0 {
                 break;
             }
-            // SAFETY: the scratch descriptors are ours; consume overwrites
-            // them with descriptors of chunks the kernel hands back to us.
-            let n = unsafe { q.rx.consume(&mut q.scratch[..want]) };
+            let (start, n) = if q.held.0 < q.held.1 {
+                // Chunks held back at the last burst come first (never in
+                // the middle of a frame: holding happens between frames).
+                q.held
+            } else {
+                // SAFETY: the scratch descriptors are ours; consume
+                // overwrites them with descriptors of chunks the kernel
+                // hands back to us.
+                (0, unsafe { q.rx.consume(&mut q.scratch[..want]) })
+            };
+            q.held = (0, 0);
             if n == 0 {
                 break;
             }
-            for d in &q.scratch[..n] {
+            let mut k = start;
+            while k < n {
+                let d = q.scratch[k];
+                k += 1;
+                let gso_pending = self.gso.as_ref().is_some_and(|g| g.pending.is_some());
+                if open.is_none() && (gso_pending || batch.is_full()) {
+                    // Segments of the last super-frame filled the batch:
+                    // this chunk and the rest wait for the next burst.
+                    k -= 1;
+                    q.held = (k, n);
+                    break;
+                }
+                let d = &d;
                 let Some(slot) = batch.next_slot() else {
                     // Cannot happen (want <= free slots); the chunk is dropped.
                     self.stats.rx_oversize += 1;
@@ -345,36 +456,85 @@ impl AfXdpPort {
                 if open.is_none() {
                     slot.fill(&[]);
                     slot.meta = PacketMeta::new(port_index, now);
-                    open = Some(false);
+                    open = Some(Assembly::Slot);
                 }
                 // SAFETY: `d` came from this queue's rx ring, so it names a
                 // chunk of this queue's UMEM that the kernel has finished
                 // writing and will not touch until we give it back below.
                 let data = unsafe { q.umem.data(d) };
-                if !slot.append(data.contents()) {
-                    open = Some(true);
+                let bytes = data.contents();
+                open = match (open, self.gso.as_mut()) {
+                    (Some(Assembly::Slot), _) if slot.append(bytes) => Some(Assembly::Slot),
+                    (Some(Assembly::Slot), Some(g)) => {
+                        // Longer than a slot: a super-frame, perhaps.
+                        g.len = 0;
+                        if g.append(slot.data()) && g.append(bytes) {
+                            Some(Assembly::Gso)
+                        } else {
+                            Some(Assembly::Oversize)
+                        }
+                    }
+                    (Some(Assembly::Gso), Some(g)) => {
+                        if g.append(bytes) {
+                            Some(Assembly::Gso)
+                        } else {
+                            Some(Assembly::Oversize)
+                        }
+                    }
+                    _ => Some(Assembly::Oversize),
+                };
+                if d.options() & XDP_PKT_CONTD != 0 {
+                    continue;
                 }
-                if d.options() & XDP_PKT_CONTD == 0 {
-                    if open == Some(true) {
-                        self.stats.rx_oversize += 1;
-                    } else {
+                match (open, self.gso.as_mut()) {
+                    (Some(Assembly::Slot), Some(g)) if slot.len() > mtu + 14 => {
+                        // Fits a slot but not the MTU: a small super-frame.
+                        match gso::plan(slot.data(), mtu) {
+                            Some(plan) => {
+                                g.len = 0;
+                                g.append(slot.data());
+                                g.pending = Some((plan, 0, now));
+                                self.stats.rx_gso_frames += 1;
+                            }
+                            None => {
+                                if complete_csum && csum::complete_partial(slot.data_mut()) {
+                                    self.stats.rx_csum_completed += 1;
+                                }
+                                batch.commit();
+                                added += 1;
+                            }
+                        }
+                    }
+                    (Some(Assembly::Slot), _) => {
                         if complete_csum && csum::complete_partial(slot.data_mut()) {
                             self.stats.rx_csum_completed += 1;
                         }
                         batch.commit();
                         added += 1;
                     }
-                    open = None;
+                    (Some(Assembly::Gso), Some(g)) => match gso::plan(&g.buf[..g.len], mtu) {
+                        Some(plan) => {
+                            g.pending = Some((plan, 0, now));
+                            self.stats.rx_gso_frames += 1;
+                        }
+                        None => self.stats.rx_oversize += 1,
+                    },
+                    _ => self.stats.rx_oversize += 1,
+                }
+                open = None;
+                if let Some(g) = self.gso.as_mut() {
+                    added += g.drain(batch, port_index, &mut self.stats);
                 }
             }
-            // Give the chunks back to the kernel for new frames.
+            // Give the chunks read back to the kernel for new frames.
             // SAFETY: we are done reading these chunks; from here the kernel
             // owns them again (fill ring), and we keep no reference to them.
-            let refilled = unsafe { q.fq.produce(&q.scratch[..n]) };
-            if refilled < n {
+            // Held chunks (from `k` on) stay ours until they are read.
+            let refilled = unsafe { q.fq.produce(&q.scratch[start..k]) };
+            if refilled < k - start {
                 // The fill ring is sized for every rx chunk; any that did not
                 // fit serve for sending rather than being lost.
-                q.free.extend_from_slice(&q.scratch[refilled..n]);
+                q.free.extend_from_slice(&q.scratch[start + refilled..k]);
             }
             if q.fq.needs_wakeup() {
                 let fd = q.rx.fd_mut();
@@ -392,7 +552,7 @@ impl AfXdpPort {
                     }
                 }
             }
-            if open.is_none() && (batch.is_full() || n < want) {
+            if q.held.0 < q.held.1 || (open.is_none() && (batch.is_full() || n - start < want)) {
                 break;
             }
         }
@@ -449,7 +609,9 @@ impl Port for AfXdpPort {
                 break;
             }
             let qi = (self.next_rx + k) % nq;
-            if self.queues[qi].rx.nb_avail(1) == 0 {
+            let gso_pending = self.gso.as_ref().is_some_and(|g| g.pending.is_some());
+            let q = &mut self.queues[qi];
+            if !gso_pending && q.held.0 >= q.held.1 && q.rx.nb_avail(1) == 0 {
                 continue;
             }
             let t = *now.get_or_insert_with(|| clock.now());
@@ -468,13 +630,13 @@ impl Port for AfXdpPort {
         };
         // Chunks the kernel has finished sending come back first.
         loop {
-            // SAFETY: the scratch descriptors are ours to overwrite; the
+            // SAFETY: the completion scratch descriptors are ours to overwrite; the
             // completion ring hands back chunks the kernel is done with.
-            let n = unsafe { q.cq.consume(&mut q.scratch) };
+            let n = unsafe { q.cq.consume(&mut q.comp) };
             if n == 0 {
                 break;
             }
-            q.free.extend_from_slice(&q.scratch[..n]);
+            q.free.extend_from_slice(&q.comp[..n]);
         }
         let mut sent = 0;
         let mut since_wakeup = 0;
