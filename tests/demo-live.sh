@@ -1,8 +1,10 @@
 #!/bin/sh
 # A live xsw in one minute: two hosts in network namespaces, each on a veth
 # into a third namespace where xswd switches between them over AF_XDP.
-# Pings from one host to the other, prints xswd's counters, then removes
-# everything it created. Needs root; touches nothing outside its namespaces.
+# Pings from one host to the other, runs a 3-second TCP transfer (iperf3,
+# when installed) with the hosts' default offloads and prints its rate,
+# prints xswd's counters, then removes everything it created. Needs root;
+# touches nothing outside its namespaces.
 #
 #   tests/demo-live.sh            # build xswd (release) and run the demo
 set -eu
@@ -16,7 +18,9 @@ tag=xswdemo$$
 S=${tag}s A=${tag}a B=${tag}b
 dir=$(mktemp -d)
 pid=
+srv=
 cleanup() {
+    [ -n "$srv" ] && kill "$srv" 2>/dev/null && wait "$srv" 2>/dev/null || true
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
     for n in "$S" "$A" "$B"; do ip netns del "$n" 2>/dev/null || true; done
     rm -rf "$dir"
@@ -69,6 +73,18 @@ cat "$dir/xswd.log"
 
 echo "== ping 198.18.7.2 from $A through xsw"
 ip netns exec "$A" ping -c 5 -i 0.2 -W 2 198.18.7.2
+
+if command -v iperf3 >/dev/null; then
+    echo "== TCP from $A to $B through xsw for 3 s (iperf3; the hosts keep their default offloads)"
+    ip netns exec "$B" iperf3 -s -1 -B 198.18.7.2 >/dev/null 2>&1 &
+    srv=$!
+    sleep 0.5
+    ip netns exec "$A" iperf3 -c 198.18.7.2 -t 3 -f m | grep -E "sender|receiver"
+    wait "$srv" 2>/dev/null || true
+    srv=
+else
+    echo "== (iperf3 not installed: no TCP transfer; tests/setup-debian.sh installs it)"
+fi
 
 sleep 1.2 # the stats file is rewritten every second
 echo "== xswd counters ($dir/stats.json)"
