@@ -94,16 +94,22 @@ impl Device {
         }
     }
 
-    /// Device and mode, e.g. `veth0 afxdp, native XDP, copy mode, 1 queue(s), mtu 1500`.
+    /// Device and mode, e.g. `veth0 afxdp, native XDP, copy mode, 1 queue(s), mtu 1500,
+    /// software device: …` (the last part for veths and taps, see `port::afxdp`).
     pub fn describe(&self) -> String {
         match &self.0 {
             DeviceKind::AfXdp(p) => format!(
-                "{} afxdp, {} XDP, {} mode, {} queue(s), mtu {}",
+                "{} afxdp, {} XDP, {} mode, {} queue(s), mtu {}{}",
                 p.info().name,
                 p.xdp_mode().name(),
                 if p.zero_copy() { "zero-copy" } else { "copy" },
                 p.poll_fds().len(),
-                p.info().mtu
+                p.info().mtu,
+                if p.info().virtual_device {
+                    ", software device: partial checksums completed, TCP super-frames segmented"
+                } else {
+                    ""
+                }
             ),
             DeviceKind::Tap(t) => format!("{} internal (tap)", t.ifname()),
         }
