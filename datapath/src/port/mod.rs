@@ -107,6 +107,13 @@ pub trait Port {
     /// not sent now and may be offered again).
     fn tx_burst(&mut self, frames: &[PacketBuf]) -> Result<usize, PortError>;
 
+    /// True when frames this port accepted have not all left yet and a
+    /// further `tx_burst` (even with no frames) is needed to push them: an
+    /// AF_XDP socket in copy mode sends a bounded number per wakeup.
+    fn tx_waiting(&self) -> bool {
+        false
+    }
+
     /// Makes everything sent so far durable or visible (e.g. flushes a file).
     fn flush(&mut self) -> Result<(), PortError> {
         Ok(())

@@ -172,13 +172,24 @@ impl Bridge {
 
     /// True when some port holds frames its device did not accept yet.
     pub(super) fn tx_pending(&self) -> bool {
-        (0..self.ports.len()).any(|k| self.pipe.egress_len(k as u16) > 0)
+        (0..self.ports.len()).any(|k| {
+            self.pipe.egress_len(k as u16) > 0
+                || self.ports[k].dev.as_ref().is_some_and(|d| d.tx_waiting())
+        })
     }
 
     fn flush(&mut self, clock: &MonotonicClock) {
         for k in 0..self.ports.len() {
             let qos = self.pipe.has_qos(k as u16);
             if self.pipe.egress_len(k as u16) == 0 && !qos {
+                // Frames the device took but has not sent yet (an AF_XDP
+                // socket sends a bounded number per wakeup) are pushed on.
+                let lp = &mut self.ports[k];
+                if let Some(dev) = lp.dev.as_mut().filter(|d| lp.alive && d.tx_waiting()) {
+                    if let Err(e) = dev.port().tx_burst(&[]) {
+                        self.port_failed(k, &e);
+                    }
+                }
                 continue;
             }
             let lp = &mut self.ports[k];

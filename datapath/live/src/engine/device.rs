@@ -123,6 +123,14 @@ impl Device {
         }
     }
 
+    /// True when the device holds frames it took but has not sent yet.
+    pub(super) fn tx_waiting(&self) -> bool {
+        match &self.0 {
+            DeviceKind::AfXdp(p) => p.tx_waiting(),
+            DeviceKind::Tap(p) => p.tx_waiting(),
+        }
+    }
+
     pub(super) fn port(&mut self) -> &mut dyn Port {
         match &mut self.0 {
             DeviceKind::AfXdp(p) => p.as_mut(),

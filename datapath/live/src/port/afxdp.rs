@@ -49,8 +49,13 @@ pub const CHUNK_SIZE: u32 = 4096;
 const RING: u32 = 2048;
 /// Chunks per queue: a fill ring's worth for receiving, the rest for sending.
 const CHUNKS: u32 = 2 * RING;
-/// Copy-mode transmit handles at most this many descriptors per wakeup.
+/// Copy-mode transmit handles at most this many descriptors per wakeup
+/// (the kernel's `TX_BATCH_SIZE`; descriptors, not frames: a 9000-byte
+/// frame is three).
 const TX_PER_WAKEUP: usize = 32;
+/// Wakeups per transmit call while the kernel keeps taking descriptors; what
+/// is left then is pushed at the next polling pass (`Port::tx_waiting`).
+const MAX_KICKS: usize = 8;
 const XDP_PKT_CONTD: u32 = 1;
 
 /// How to set up an AF_XDP port.
@@ -131,6 +136,10 @@ pub struct AfXdpPort {
     /// Software devices: segmentation of TCP super-frames (see the module
     /// documentation); `None` on NICs.
     gso: Option<Box<Gso>>,
+    /// Copy mode: descriptors are in the tx ring that the kernel has not
+    /// taken yet (it takes [`TX_PER_WAKEUP`] per wakeup, and none while the
+    /// device is busy).
+    tx_unsent: bool,
 }
 
 /// Longest super-frame taken apart (a GSO frame is at most 64 KiB of IP
@@ -364,6 +373,7 @@ impl AfXdpPort {
             gone: false,
             wakeup_failed: false,
             gso,
+            tx_unsent: false,
         })
     }
 
@@ -672,8 +682,8 @@ impl Port for AfXdpPort {
                 break;
             }
             sent += 1;
-            since_wakeup += 1;
-            if since_wakeup >= TX_PER_WAKEUP {
+            since_wakeup += need;
+            if since_wakeup >= TX_PER_WAKEUP && !q.zero_copy {
                 if let Err(e) = q.tx.wakeup() {
                     self.gone = matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV));
                     return Err(PortError::Io(e));
@@ -681,13 +691,39 @@ impl Port for AfXdpPort {
                 since_wakeup = 0;
             }
         }
-        if since_wakeup > 0 && (q.tx.needs_wakeup() || !q.zero_copy) {
+        if q.zero_copy {
+            if sent > 0 && q.tx.needs_wakeup() {
+                if let Err(e) = q.tx.wakeup() {
+                    self.gone = matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV));
+                    return Err(PortError::Io(e));
+                }
+            }
+            return Ok(sent);
+        }
+        // Copy mode: each wakeup sends at most TX_PER_WAKEUP descriptors of
+        // the ring, so wake the kernel until it has taken them all (the ring
+        // is empty when every entry is free again), or give up for this pass
+        // when it stops taking them (device busy) and try at the next.
+        let ring = RING;
+        self.tx_unsent = false;
+        for kick in 0..=MAX_KICKS {
+            if q.tx.nb_free_exact() >= ring {
+                break;
+            }
+            if kick == MAX_KICKS {
+                self.tx_unsent = true;
+                break;
+            }
             if let Err(e) = q.tx.wakeup() {
                 self.gone = matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV));
                 return Err(PortError::Io(e));
             }
         }
         Ok(sent)
+    }
+
+    fn tx_waiting(&self) -> bool {
+        self.tx_unsent
     }
 
     fn refresh_stats(&mut self) {
