@@ -188,6 +188,20 @@ pub fn render(snap: &MetricsSnapshot) -> String {
             );
         }
     }
+    o.family(
+        "xsw_port_rx_gso_segments_total",
+        "counter",
+        "Segments the port cut from TCP super-frames (each also counted as a received frame).",
+    );
+    for b in bridges {
+        for p in &b.ports {
+            o.sample(
+                "xsw_port_rx_gso_segments_total",
+                &[("bridge", &b.name), ("port", &p.name)],
+                p.backend.rx_gso_segments,
+            );
+        }
+    }
     type QueueField = fn(&xsw_datapath::qos::QueueStats) -> u64;
     let queue_families: [(&str, &str, &str, QueueField); 4] = [
         (

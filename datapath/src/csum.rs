@@ -24,7 +24,8 @@
 //! 65,536). Completing it then does no harm: the full checksum of a segment
 //! does not depend on what its checksum field held, so a correct checksum
 //! is rewritten with the same value. A frame with a wrong (not partial)
-//! checksum is left wrong, so the receiver still sees the corruption.
+//! checksum is left wrong, so the receiver still sees the corruption
+//! (`crate::gso` also refuses to cut a super-frame whose checksum is wrong).
 
 /// Ones'-complement sum of `b` taken as big-endian 16-bit words (an odd last
 /// byte is padded with zero), added to `acc` and not yet folded.
@@ -77,6 +78,8 @@ struct Segment {
     field: usize,
     /// UDP (a computed checksum of 0 is sent as 0xffff).
     udp: bool,
+    /// Over IPv6 (where a UDP checksum of 0 is invalid, not "none").
+    v6: bool,
     /// Unfolded sum of the pseudo-header.
     pseudo: u64,
 }
@@ -147,7 +150,17 @@ fn segment(f: &[u8]) -> Option<Segment> {
         len,
         field,
         udp: proto == IPPROTO_UDP,
+        v6: ethertype == ETH_P_IPV6,
         pseudo,
+    })
+}
+
+/// True when `frame`'s TCP or UDP checksum field holds a partial checksum
+/// (the folded pseudo-header sum; see the module documentation).
+pub fn is_partial(frame: &[u8]) -> bool {
+    segment(frame).is_some_and(|s| {
+        let at = s.l4 + s.field;
+        u16::from_be_bytes([frame[at], frame[at + 1]]) == fold(s.pseudo)
     })
 }
 
@@ -182,7 +195,7 @@ pub fn complete_partial(frame: &mut [u8]) -> bool {
 pub fn l4_valid(frame: &[u8]) -> Option<bool> {
     let s = segment(frame)?;
     let at = s.l4 + s.field;
-    if s.udp && frame[at] == 0 && frame[at + 1] == 0 && frame[12..14] != [0x86, 0xdd] {
+    if s.udp && !s.v6 && frame[at] == 0 && frame[at + 1] == 0 {
         return Some(true);
     }
     Some(fold(sum(&frame[s.l4..s.l4 + s.len], s.pseudo)) == 0xffff)

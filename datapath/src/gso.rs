@@ -13,8 +13,15 @@
 //! full TCP checksum per segment.
 //!
 //! The segment size is the interface MTU less the IP and TCP headers. The
-//! guest's own MSS is not known (AF_XDP does not carry it); it cannot
-//! exceed what its MTU allows, and the segments never exceed the MTU.
+//! sender's own segment size is not known (AF_XDP does not carry the
+//! virtio-net header's `gso_size`), so this is a limit: when the sender
+//! segments for less than its MTU (a peer's smaller MSS, MSS clamping, a
+//! lowered path MTU), the segments are larger than it meant, and a path
+//! that needs the smaller size drops them. Segments never exceed the MTU.
+//!
+//! Only super-frames whose checksum is partial (what an offloading sender
+//! hands over) or correct are cut: cutting gives every segment a fresh
+//! checksum, which would hide a corrupted frame.
 
 use crate::csum;
 
@@ -46,8 +53,9 @@ fn be16(f: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]))
 }
 
-/// When `frame` is a TCP frame (IPv4 without options' limits or
-/// fragments, or IPv6 without extension headers; up to two VLAN tags)
+/// When `frame` is a TCP frame (IPv4, not a fragment, or IPv6 without
+/// extension headers; up to two VLAN tags) with a partial or correct
+/// checksum
 /// whose IP packet is longer than `mtu`, how to cut it into IP packets of
 /// at most `mtu` bytes. `None` for anything else, including frames that
 /// already fit and frames whose headers leave no room for payload.
@@ -87,6 +95,9 @@ pub fn plan(frame: &[u8], mtu: usize) -> Option<Plan> {
         return None;
     }
     let mss = mtu.checked_sub(hdr - l3).filter(|&m| m >= 8)?;
+    if !csum::is_partial(frame) && csum::l4_valid(frame) != Some(true) {
+        return None;
+    }
     Some(Plan {
         l3,
         l4,
@@ -184,7 +195,30 @@ mod tests {
         f.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
         f.extend(std::iter::repeat_n(1u8, opts));
         f.extend((0..payload).map(|i| (i % 251) as u8));
+        // A partial checksum, as an offloading sender leaves it.
+        let (l3, l4) = if v6 { (14, 54) } else { (14, 34) };
+        let pseudo = if v6 {
+            csum::sum(&f[l3 + 8..l3 + 40], 0)
+        } else {
+            csum::sum(&f[l3 + 12..l3 + 20], 0)
+        } + 6
+            + tcp_len as u64;
+        f[l4 + 16..l4 + 18].copy_from_slice(&csum::fold(pseudo).to_be_bytes());
         f
+    }
+
+    #[test]
+    fn only_partial_or_correct_checksums_are_cut() {
+        let mut f = tcp_frame(false, 5000, 0x10, 0);
+        assert!(plan(&f, 1500).is_some(), "partial");
+        assert!(csum::complete_partial(&mut f));
+        assert!(plan(&f, 1500).is_some(), "complete and correct");
+        f[34 + 16] ^= 0x01;
+        assert_eq!(
+            plan(&f, 1500),
+            None,
+            "a wrong checksum is not hidden by cutting"
+        );
     }
 
     fn seq(f: &[u8], l4: usize) -> u32 {
@@ -233,6 +267,7 @@ mod tests {
         assert!(plan(&f, 1000).is_some());
         let mut udp = f.clone();
         udp[23] = 17;
+        // (not TCP: refused before any checksum is looked at)
         assert_eq!(plan(&udp, 1000), None);
         let mut frag = f.clone();
         frag[20] = 0x20;
@@ -251,6 +286,7 @@ mod tests {
     fn vlan_tagged_super_frames_keep_their_tag() {
         let mut f = tcp_frame(false, 5000, 0x10, 0);
         f.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+        // (the tag does not change the TCP checksum)
         let p = plan(&f, 1500).expect("plan");
         let mut out = vec![0u8; 1600];
         for i in 0..p.segments() {

@@ -170,26 +170,32 @@ impl Bridge {
         total
     }
 
-    /// True when some port holds frames its device did not accept yet.
+    /// True when some port holds frames its device did not accept yet, or
+    /// frames its device accepted and will send at the next push.
     pub(super) fn tx_pending(&self) -> bool {
         (0..self.ports.len()).any(|k| {
             self.pipe.egress_len(k as u16) > 0
-                || self.ports[k].dev.as_ref().is_some_and(|d| d.tx_waiting())
+                || (self.ports[k].alive
+                    && self.ports[k].dev.as_ref().is_some_and(|d| d.tx_waiting()))
         })
+    }
+
+    /// Pushes frames port `k`'s device accepted but has not sent yet (an
+    /// AF_XDP socket in copy mode sends a bounded number per wakeup).
+    fn push_waiting(&mut self, k: usize) {
+        let lp = &mut self.ports[k];
+        if let Some(dev) = lp.dev.as_mut().filter(|d| lp.alive && d.tx_waiting()) {
+            if let Err(e) = dev.port().tx_burst(&[]) {
+                self.port_failed(k, &e);
+            }
+        }
     }
 
     fn flush(&mut self, clock: &MonotonicClock) {
         for k in 0..self.ports.len() {
             let qos = self.pipe.has_qos(k as u16);
             if self.pipe.egress_len(k as u16) == 0 && !qos {
-                // Frames the device took but has not sent yet (an AF_XDP
-                // socket sends a bounded number per wakeup) are pushed on.
-                let lp = &mut self.ports[k];
-                if let Some(dev) = lp.dev.as_mut().filter(|d| lp.alive && d.tx_waiting()) {
-                    if let Err(e) = dev.port().tx_burst(&[]) {
-                        self.port_failed(k, &e);
-                    }
-                }
+                self.push_waiting(k);
                 continue;
             }
             let lp = &mut self.ports[k];
@@ -207,6 +213,9 @@ impl Bridge {
             };
             if let Err(e) = r {
                 self.port_failed(k, &e);
+            } else if qos {
+                // The scheduler may have released nothing this pass.
+                self.push_waiting(k);
             }
         }
     }

@@ -24,7 +24,8 @@
 //! when it is partial), counted in `rx_csum_completed`. Large GSO segments
 //! do not reach us from a veth: while an XDP program is attached, the veth
 //! driver takes software GSO off its peer, which then sends MTU-sized
-//! segments. On a NIC (a bus device) frames come from the wire with their
+//! segments (with native XDP; in generic mode the peer keeps GSO and its
+//! super-frames are cut here, see `Gso`). On a NIC (a bus device) frames come from the wire with their
 //! checksums complete, so no completion is attempted.
 
 use std::io;
@@ -137,9 +138,12 @@ pub struct AfXdpPort {
     /// documentation); `None` on NICs.
     gso: Option<Box<Gso>>,
     /// Copy mode: descriptors are in the tx ring that the kernel has not
-    /// taken yet (it takes [`TX_PER_WAKEUP`] per wakeup, and none while the
-    /// device is busy).
+    /// taken yet although it kept taking them (it takes [`TX_PER_WAKEUP`]
+    /// per wakeup): push again at the next polling pass.
     tx_unsent: bool,
+    /// Copy mode: the last wakeup took nothing (device busy or down); the
+    /// ring is pushed again by the next transmit or the once-a-second flush.
+    tx_stalled: bool,
 }
 
 /// Longest super-frame taken apart (a GSO frame is at most 64 KiB of IP
@@ -374,6 +378,7 @@ impl AfXdpPort {
             wakeup_failed: false,
             gso,
             tx_unsent: false,
+            tx_stalled: false,
         })
     }
 
@@ -459,7 +464,9 @@ impl AfXdpPort {
                 }
                 let d = &d;
                 let Some(slot) = batch.next_slot() else {
-                    // Cannot happen (want <= free slots); the chunk is dropped.
+                    // Cannot happen: a frame starts only when the batch has a
+                    // free slot (the hold check above), and nothing is
+                    // committed while a frame is open. Dropped if it did.
                     self.stats.rx_oversize += 1;
                     continue;
                 };
@@ -562,7 +569,8 @@ impl AfXdpPort {
                     }
                 }
             }
-            if q.held.0 < q.held.1 || (open.is_none() && (batch.is_full() || n - start < want)) {
+            let drained = start == 0 && n < want;
+            if q.held.0 < q.held.1 || (open.is_none() && (batch.is_full() || drained)) {
                 break;
             }
         }
@@ -706,8 +714,10 @@ impl Port for AfXdpPort {
         // when it stops taking them (device busy) and try at the next.
         let ring = RING;
         self.tx_unsent = false;
+        self.tx_stalled = false;
+        let mut free = q.tx.nb_free_exact();
         for kick in 0..=MAX_KICKS {
-            if q.tx.nb_free_exact() >= ring {
+            if free >= ring {
                 break;
             }
             if kick == MAX_KICKS {
@@ -718,6 +728,16 @@ impl Port for AfXdpPort {
                 self.gone = matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV));
                 return Err(PortError::Io(e));
             }
+            let now_free = q.tx.nb_free_exact();
+            if now_free <= free {
+                // The kernel took nothing (device busy, or its link down:
+                // sendto then fails with errors xsk-rs treats as success).
+                // Retrying at once would spin: the frames go at the next
+                // transmit, or at the once-a-second flush.
+                self.tx_stalled = true;
+                break;
+            }
+            free = now_free;
         }
         Ok(sent)
     }
@@ -736,6 +756,9 @@ impl Port for AfXdpPort {
 
     fn flush(&mut self) -> Result<(), PortError> {
         self.refresh_counters();
+        if self.tx_stalled && !self.gone {
+            self.tx_burst(&[])?;
+        }
         // Any answer but this port's own ifindex takes the port down, a
         // failed look-up included (as before the sys wrappers; telling "gone"
         // from "could not check" belongs with following link events).
