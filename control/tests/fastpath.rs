@@ -57,6 +57,17 @@ fn ping_and_tcp_between_namespaces() {
     tcp_check(&t.a, &t.b, "198.18.1.2:5001", 8 << 20, 1);
     let udp = udp_count(&t.a, &t.b, "198.18.1.2:5003".parse().expect("addr"), 200);
     assert!(udp >= 190, "UDP datagrams delivered: {udp} of 200");
+    // The same over IPv6 (its pseudo-header differs).
+    t.a.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "eth0", "nodad"]);
+    t.b.ip(&["addr", "add", "2001:db8:1::2/64", "dev", "eth0", "nodad"]);
+    tcp_check(&t.a, &t.b, "[2001:db8:1::2]:5009", 2 << 20, 9);
+    let udp6 = udp_count(
+        &t.a,
+        &t.b,
+        "[2001:db8:1::2]:5010".parse().expect("addr"),
+        100,
+    );
+    assert!(udp6 >= 95, "UDP/IPv6 datagrams delivered: {udp6} of 100");
     let pa = x.port(0, "a");
     assert!(
         pa["backend"]["rx_csum_completed"].as_u64().unwrap_or(0) > 1000,

@@ -567,7 +567,12 @@ pub fn udp_count(a: &Netns, b: &Netns, addr: SocketAddr, n: usize) -> usize {
     });
     std::thread::sleep(Duration::from_millis(200));
     a.spawn(move || {
-        let s = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        let s = UdpSocket::bind(if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        })
+        .expect("bind");
         for i in 0..n {
             let _ = s.send_to(&(i as u32).to_be_bytes(), addr);
             std::thread::sleep(Duration::from_micros(200));
