@@ -146,60 +146,39 @@ pub fn render(snap: &MetricsSnapshot) -> String {
             }
         }
     }
-    o.family(
-        "xsw_port_kernel_rx_dropped_total",
-        "counter",
-        "Frames the kernel dropped before the switch saw them (AF_XDP ring full or no free buffer).",
-    );
-    for b in bridges {
-        for p in &b.ports {
-            o.sample(
-                "xsw_port_kernel_rx_dropped_total",
-                &[("bridge", &b.name), ("port", &p.name)],
-                p.backend.kernel_rx_dropped,
-            );
-        }
-    }
-    o.family(
-        "xsw_port_rx_csum_completed_total",
-        "counter",
-        "TCP/UDP frames received with a partial checksum (the sender's checksum offload) and completed by the switch.",
-    );
-    for b in bridges {
-        for p in &b.ports {
-            o.sample(
-                "xsw_port_rx_csum_completed_total",
-                &[("bridge", &b.name), ("port", &p.name)],
-                p.backend.rx_csum_completed,
-            );
-        }
-    }
-    o.family(
-        "xsw_port_rx_gso_frames_total",
-        "counter",
-        "TCP super-frames (the sender's segmentation offload) the port cut into segments.",
-    );
-    for b in bridges {
-        for p in &b.ports {
-            o.sample(
-                "xsw_port_rx_gso_frames_total",
-                &[("bridge", &b.name), ("port", &p.name)],
-                p.backend.rx_gso_frames,
-            );
-        }
-    }
-    o.family(
-        "xsw_port_rx_gso_segments_total",
-        "counter",
-        "Segments the port cut from TCP super-frames (each also counted as a received frame).",
-    );
-    for b in bridges {
-        for p in &b.ports {
-            o.sample(
-                "xsw_port_rx_gso_segments_total",
-                &[("bridge", &b.name), ("port", &p.name)],
-                p.backend.rx_gso_segments,
-            );
+    type DeviceField = fn(&xsw_datapath::port::BackendStats) -> u64;
+    let device_families: [(&str, &str, DeviceField); 4] = [
+        (
+            "xsw_port_kernel_rx_dropped_total",
+            "Frames the kernel dropped before the switch saw them (AF_XDP ring full or no free buffer).",
+            |d| d.kernel_rx_dropped,
+        ),
+        (
+            "xsw_port_rx_csum_completed_total",
+            "TCP/UDP frames received with a partial checksum (the sender's checksum offload) and completed by the switch.",
+            |d| d.rx_csum_completed,
+        ),
+        (
+            "xsw_port_rx_gso_frames_total",
+            "TCP super-frames (the sender's segmentation offload) the port cut into segments.",
+            |d| d.rx_gso_frames,
+        ),
+        (
+            "xsw_port_rx_gso_segments_total",
+            "Segments the port cut from TCP super-frames (each also counted as a received frame).",
+            |d| d.rx_gso_segments,
+        ),
+    ];
+    for (name, help, field) in device_families {
+        o.family(name, "counter", help);
+        for b in bridges {
+            for p in &b.ports {
+                o.sample(
+                    name,
+                    &[("bridge", &b.name), ("port", &p.name)],
+                    field(&p.backend),
+                );
+            }
         }
     }
     type QueueField = fn(&xsw_datapath::qos::QueueStats) -> u64;

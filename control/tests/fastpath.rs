@@ -344,19 +344,7 @@ fn a_guests_tso_super_frame_leaves_as_segments_that_fit() {
         .join()
         .expect("tap");
     s.ip(&["link", "set", "vmtap2", "up"]);
-    let cfg = r#"
-[[bridge]]
-name = "br0"
-[[bridge.port]]
-name = "vm"
-ofport = 1
-interface = "vmtap2"
-[[bridge.port]]
-name = "b"
-ofport = 2
-interface = "pb"
-"#;
-    let x = Xswd::start(&s, cfg, None);
+    let x = Xswd::start(&s, &vm_and_b("vmtap2"), None);
     let raw = RawSock::open(&b, "eth0");
     let mut tap = std::fs::File::from(tapfd);
     let payload = data(20_000, 9);
@@ -444,19 +432,7 @@ fn a_vm_tap_with_checksum_offload_gets_and_gives_complete_checksums() {
         .join()
         .expect("tap");
     s.ip(&["link", "set", "vmtap1", "up"]);
-    let cfg = r#"
-[[bridge]]
-name = "br0"
-[[bridge.port]]
-name = "vm"
-ofport = 1
-interface = "vmtap1"
-[[bridge.port]]
-name = "b"
-ofport = 2
-interface = "pb"
-"#;
-    let x = Xswd::start(&s, cfg, None);
+    let x = Xswd::start(&s, &vm_and_b("vmtap1"), None);
     let b_mac = {
         let (ok, out) = b.exec(&["cat", "/sys/class/net/eth0/address"]);
         assert!(ok, "{out}");
@@ -566,19 +542,7 @@ fn a_vm_tap_talks_to_a_namespace() {
     // The "VM": a tap in the switch's namespace whose descriptor this test holds.
     let tapfd = s.spawn(|| open_tap("vmtap0")).join().expect("tap");
     s.ip(&["link", "set", "vmtap0", "up"]);
-    let cfg = r#"
-[[bridge]]
-name = "br0"
-[[bridge.port]]
-name = "vm"
-ofport = 1
-interface = "vmtap0"
-[[bridge.port]]
-name = "b"
-ofport = 2
-interface = "pb"
-"#;
-    let x = Xswd::start(&s, cfg, None);
+    let x = Xswd::start(&s, &vm_and_b("vmtap0"), None);
     let mut tap = std::fs::File::from(tapfd);
     let vm_mac = [2u8, 0, 0, 0, 0x44, 1];
     let vm_ip = [198u8, 18, 4, 1];

@@ -153,19 +153,7 @@ fn a_qemu_guest_with_default_offloads_downloads_and_uploads_over_tcp() {
         std::thread::sleep(Duration::from_millis(100));
     }
     s.ip(&["link", "set", "vmtap0", "up"]);
-    let cfg = r#"
-[[bridge]]
-name = "br0"
-[[bridge.port]]
-name = "vm"
-ofport = 1
-interface = "vmtap0"
-[[bridge.port]]
-name = "b"
-ofport = 2
-interface = "pb"
-"#;
-    let x = Xswd::start(&s, cfg, None);
+    let x = Xswd::start(&s, &vm_and_b("vmtap0"), None);
 
     let deadline = Instant::now() + Duration::from_secs(180);
     while !vm.console().contains("XSW-GUEST-END") && Instant::now() < deadline {

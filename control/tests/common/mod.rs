@@ -582,3 +582,10 @@ pub fn udp_count(a: &Netns, b: &Netns, addr: SocketAddr, n: usize) -> usize {
     .expect("sender");
     rx.join().expect("receiver")
 }
+
+/// A bridge with port "vm" (ofport 1) on tap `tap` and "b" (ofport 2) on veth pb.
+pub fn vm_and_b(tap: &str) -> String {
+    format!(
+        "[[bridge]]\nname = \"br0\"\n[[bridge.port]]\nname = \"vm\"\nofport = 1\ninterface = \"{tap}\"\n[[bridge.port]]\nname = \"b\"\nofport = 2\ninterface = \"pb\"\n"
+    )
+}
