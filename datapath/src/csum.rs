@@ -68,20 +68,21 @@ pub fn checksum(b: &[u8]) -> u16 {
     !fold(sum(b, 0))
 }
 
-/// Where an IP packet's TCP or UDP segment lies in a frame.
-struct Segment {
+/// Where an IP packet's TCP or UDP segment lies in a frame, and what its
+/// checksum covers: found by [`locate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L4 {
+    /// Offset of the IP header in the frame.
+    pub l3: usize,
     /// Offset of the L4 header in the frame.
-    l4: usize,
+    pub l4: usize,
     /// Length of the segment (header and payload) as the IP header gives it.
-    len: usize,
-    /// Offset of the checksum field from `l4`.
-    field: usize,
-    /// UDP (a computed checksum of 0 is sent as 0xffff).
-    udp: bool,
-    /// Over IPv6 (where a UDP checksum of 0 is invalid, not "none").
-    v6: bool,
-    /// Unfolded sum of the pseudo-header.
-    pseudo: u64,
+    pub len: usize,
+    /// TCP (else UDP).
+    pub tcp: bool,
+    /// Over IPv6 (else IPv4; over IPv6 a UDP checksum of 0 is invalid,
+    /// not "none").
+    pub v6: bool,
 }
 
 const ETH_P_IP: u16 = 0x0800;
@@ -94,9 +95,10 @@ fn be16(f: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Finds the TCP or UDP segment of an Ethernet frame (up to two VLAN tags)
-/// whose checksum covers it; `None` for anything else, for fragments, and
-/// for headers that do not fit the frame.
-fn segment(f: &[u8]) -> Option<Segment> {
+/// whose checksum covers it; `None` for anything else, for fragments, for
+/// IPv6 extension headers and for headers or lengths that do not fit the
+/// frame (frames come from outside: nothing here panics).
+pub fn locate(f: &[u8]) -> Option<L4> {
     let mut at = 12;
     let mut ethertype = be16(f, at)?;
     for _ in 0..2 {
@@ -105,63 +107,98 @@ fn segment(f: &[u8]) -> Option<Segment> {
             ethertype = be16(f, at)?;
         }
     }
-    let ip = at + 2;
-    let (proto, l4, len, pseudo) = match ethertype {
+    let l3 = at + 2;
+    let (proto, l4, len) = match ethertype {
         ETH_P_IP => {
-            let vihl = *f.get(ip)?;
+            let vihl = *f.get(l3)?;
             let ihl = usize::from(vihl & 0x0f) * 4;
-            if vihl >> 4 != 4 || ihl < 20 || f.len() < ip + ihl {
+            if vihl >> 4 != 4 || ihl < 20 || f.len() < l3 + ihl {
                 return None;
             }
-            let total = usize::from(be16(f, ip + 2)?);
+            let total = usize::from(be16(f, l3 + 2)?);
             // A fragment's checksum covers the whole datagram, not this frame.
-            if be16(f, ip + 6)? & 0x3fff != 0 || total < ihl {
+            if be16(f, l3 + 6)? & 0x3fff != 0 || total < ihl {
                 return None;
             }
-            let proto = f[ip + 9];
-            let len = total - ihl;
-            let pseudo = sum(&f[ip + 12..ip + 20], 0) + u64::from(proto) + len as u64;
-            (proto, ip + ihl, len, pseudo)
+            (f[l3 + 9], l3 + ihl, total - ihl)
         }
         ETH_P_IPV6 => {
-            if f.len() < ip + 40 || f[ip] >> 4 != 6 {
+            if f.len() < l3 + 40 || f[l3] >> 4 != 6 {
                 return None;
             }
             // Extension headers are not followed: with a routing header
             // the pseudo-header's destination is not the header's, and
             // offloaded segments carry none of them in practice.
-            let proto = f[ip + 6];
-            let len = usize::from(be16(f, ip + 4)?);
-            let pseudo = sum(&f[ip + 8..ip + 40], 0) + u64::from(proto) + len as u64;
-            (proto, ip + 40, len, pseudo)
+            (f[l3 + 6], l3 + 40, usize::from(be16(f, l3 + 4)?))
         }
         _ => return None,
     };
-    let (field, min) = match proto {
-        IPPROTO_TCP => (16, 20),
-        IPPROTO_UDP => (6, 8),
+    let min = match proto {
+        IPPROTO_TCP => 20,
+        IPPROTO_UDP => 8,
         _ => return None,
     };
     if len < min || f.len() < l4 + len {
         return None;
     }
-    Some(Segment {
+    Some(L4 {
+        l3,
         l4,
         len,
-        field,
-        udp: proto == IPPROTO_UDP,
+        tcp: proto == IPPROTO_TCP,
         v6: ethertype == ETH_P_IPV6,
-        pseudo,
     })
 }
 
-/// True when `frame`'s TCP or UDP checksum field holds a partial checksum
-/// (the folded pseudo-header sum; see the module documentation).
-pub fn is_partial(frame: &[u8]) -> bool {
-    segment(frame).is_some_and(|s| {
-        let at = s.l4 + s.field;
-        u16::from_be_bytes([frame[at], frame[at + 1]]) == fold(s.pseudo)
-    })
+impl L4 {
+    /// Offset of the checksum field in the frame.
+    pub(crate) fn field(&self) -> usize {
+        self.l4 + if self.tcp { 16 } else { 6 }
+    }
+
+    /// Unfolded sum of the pseudo-header (addresses, protocol, length).
+    pub(crate) fn pseudo(&self, f: &[u8]) -> u64 {
+        let addrs = if self.v6 {
+            &f[self.l3 + 8..self.l3 + 40]
+        } else {
+            &f[self.l3 + 12..self.l3 + 20]
+        };
+        let proto = if self.tcp { IPPROTO_TCP } else { IPPROTO_UDP };
+        sum(addrs, 0) + u64::from(proto) + self.len as u64
+    }
+
+    fn stored(&self, f: &[u8]) -> u16 {
+        let at = self.field();
+        u16::from_be_bytes([f[at], f[at + 1]])
+    }
+
+    /// True when the checksum field holds a partial checksum (the folded
+    /// pseudo-header sum; see the module documentation).
+    pub fn is_partial(&self, f: &[u8]) -> bool {
+        self.stored(f) == fold(self.pseudo(f))
+    }
+
+    /// True when the checksum verifies (a UDP-over-IPv4 checksum of 0,
+    /// "none", counts as verified).
+    pub fn verifies(&self, f: &[u8]) -> bool {
+        if !self.tcp && !self.v6 && self.stored(f) == 0 {
+            return true;
+        }
+        fold(sum(&f[self.l4..self.l4 + self.len], self.pseudo(f))) == 0xffff
+    }
+
+    /// Writes the full checksum of the segment, whatever the field held.
+    pub fn fill(&self, f: &mut [u8]) {
+        let at = self.field();
+        f[at] = 0;
+        f[at + 1] = 0;
+        let mut c = !fold(sum(&f[self.l4..self.l4 + self.len], self.pseudo(f)));
+        if !self.tcp && c == 0 {
+            // 0 means "no checksum" in UDP over IPv4 and is invalid over IPv6.
+            c = 0xffff;
+        }
+        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
 }
 
 /// Completes the TCP or UDP checksum of `frame` when it holds a partial
@@ -170,35 +207,20 @@ pub fn is_partial(frame: &[u8]) -> bool {
 /// IPv6, fragments, truncated frames and complete checksums are left as
 /// they are.
 pub fn complete_partial(frame: &mut [u8]) -> bool {
-    let Some(s) = segment(frame) else {
-        return false;
-    };
-    let at = s.l4 + s.field;
-    let field = u16::from_be_bytes([frame[at], frame[at + 1]]);
-    if field != fold(s.pseudo) {
-        return false;
+    match locate(frame) {
+        Some(s) if s.is_partial(frame) => {
+            s.fill(frame);
+            true
+        }
+        _ => false,
     }
-    frame[at] = 0;
-    frame[at + 1] = 0;
-    let mut c = !fold(sum(&frame[s.l4..s.l4 + s.len], s.pseudo));
-    if s.udp && c == 0 {
-        // 0 means "no checksum" in UDP over IPv4 and is invalid over IPv6.
-        c = 0xffff;
-    }
-    frame[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    true
 }
 
 /// True when `frame` is TCP or UDP over IPv4 or IPv6 and its L4 checksum
-/// verifies (a UDP-over-IPv4 checksum of 0, "none", counts as verified).
-/// `None` when the frame has no such checksum (see [`complete_partial`]).
+/// verifies (see [`L4::verifies`]); `None` when the frame has no such
+/// checksum (see [`locate`]).
 pub fn l4_valid(frame: &[u8]) -> Option<bool> {
-    let s = segment(frame)?;
-    let at = s.l4 + s.field;
-    if s.udp && !s.v6 && frame[at] == 0 && frame[at + 1] == 0 {
-        return Some(true);
-    }
-    Some(fold(sum(&frame[s.l4..s.l4 + s.len], s.pseudo)) == 0xffff)
+    locate(frame).map(|s| s.verifies(frame))
 }
 
 #[cfg(test)]
@@ -272,22 +294,13 @@ mod tests {
     /// Writes what Linux writes for CHECKSUM_PARTIAL: the folded
     /// pseudo-header sum.
     fn make_partial(f: &mut [u8]) {
-        let s = segment(f).expect("tcp or udp");
-        let at = s.l4 + s.field;
-        f[at..at + 2].copy_from_slice(&fold(s.pseudo).to_be_bytes());
+        let s = locate(f).expect("tcp or udp");
+        let (at, p) = (s.field(), fold(s.pseudo(f)));
+        f[at..at + 2].copy_from_slice(&p.to_be_bytes());
     }
 
-    /// The full checksum, computed the slow way.
     fn make_full(f: &mut [u8]) {
-        let s = segment(f).expect("tcp or udp");
-        let at = s.l4 + s.field;
-        f[at] = 0;
-        f[at + 1] = 0;
-        let mut c = !fold(sum(&f[s.l4..s.l4 + s.len], s.pseudo));
-        if s.udp && c == 0 {
-            c = 0xffff;
-        }
-        f[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        locate(f).expect("tcp or udp").fill(f);
     }
 
     #[test]

@@ -28,84 +28,45 @@ use crate::csum;
 /// Where the headers of a segmentable frame lie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Offset of the IP header.
-    l3: usize,
-    /// Offset of the TCP header.
-    l4: usize,
+    /// The IP and TCP headers (see [`csum::locate`]).
+    at: csum::L4,
     /// Length of all headers (Ethernet through TCP options).
     hdr: usize,
-    /// End of the TCP payload (IP length, not frame length).
-    end: usize,
-    /// IPv4 (else IPv6).
-    v4: bool,
     /// Payload bytes per segment.
     mss: usize,
 }
 
 impl Plan {
+    /// End of the TCP payload (IP length, not frame length).
+    fn end(&self) -> usize {
+        self.at.l4 + self.at.len
+    }
+
     /// Number of segments the frame becomes.
     pub fn segments(&self) -> usize {
-        (self.end - self.hdr).div_ceil(self.mss)
+        (self.end() - self.hdr).div_ceil(self.mss)
     }
 }
 
-fn be16(f: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]))
-}
-
-/// When `frame` is a TCP frame (IPv4, not a fragment, or IPv6 without
-/// extension headers; up to two VLAN tags) with a partial or correct
-/// checksum
-/// whose IP packet is longer than `mtu`, how to cut it into IP packets of
-/// at most `mtu` bytes. `None` for anything else, including frames that
-/// already fit and frames whose headers leave no room for payload.
+/// When `frame` is a TCP frame (see [`csum::locate`]: IPv4 not a fragment,
+/// or IPv6 without extension headers; up to two VLAN tags) with a partial
+/// or correct checksum whose IP packet is longer than `mtu`, how to cut it
+/// into IP packets of at most `mtu` bytes. `None` for anything else,
+/// including frames that already fit and frames whose headers leave no
+/// room for payload.
 pub fn plan(frame: &[u8], mtu: usize) -> Option<Plan> {
-    let mut at = 12;
-    let mut ethertype = be16(frame, at)?;
-    for _ in 0..2 {
-        if ethertype == 0x8100 || ethertype == 0x88a8 {
-            at += 4;
-            ethertype = be16(frame, at)?;
-        }
-    }
-    let l3 = at + 2;
-    let (v4, l4, end) = match ethertype {
-        0x0800 => {
-            let vihl = *frame.get(l3)?;
-            let ihl = usize::from(vihl & 0x0f) * 4;
-            if vihl >> 4 != 4 || ihl < 20 || frame.len() < l3 + ihl {
-                return None;
-            }
-            if frame[l3 + 9] != 6 || be16(frame, l3 + 6)? & 0x3fff != 0 {
-                return None;
-            }
-            (true, l3 + ihl, l3 + usize::from(be16(frame, l3 + 2)?))
-        }
-        0x86dd => {
-            if frame.len() < l3 + 40 || frame[l3] >> 4 != 6 || frame[l3 + 6] != 6 {
-                return None;
-            }
-            (false, l3 + 40, l3 + 40 + usize::from(be16(frame, l3 + 4)?))
-        }
-        _ => return None,
-    };
-    let doff = usize::from(*frame.get(l4 + 12)? >> 4) * 4;
-    let hdr = l4 + doff;
-    if doff < 20 || end > frame.len() || end <= hdr || end - l3 <= mtu {
+    let at = csum::locate(frame).filter(|s| s.tcp)?;
+    let doff = usize::from(*frame.get(at.l4 + 12)? >> 4) * 4;
+    let hdr = at.l4 + doff;
+    let end = at.l4 + at.len;
+    if doff < 20 || end <= hdr || end - at.l3 <= mtu {
         return None;
     }
-    let mss = mtu.checked_sub(hdr - l3).filter(|&m| m >= 8)?;
-    if !csum::is_partial(frame) && csum::l4_valid(frame) != Some(true) {
+    let mss = mtu.checked_sub(hdr - at.l3).filter(|&m| m >= 8)?;
+    if !at.is_partial(frame) && !at.verifies(frame) {
         return None;
     }
-    Some(Plan {
-        l3,
-        l4,
-        hdr,
-        end,
-        v4,
-        mss,
-    })
+    Some(Plan { at, hdr, mss })
 }
 
 /// Writes segment `i` (from 0 to `plan.segments() - 1`) of `frame` into
@@ -113,14 +74,8 @@ pub fn plan(frame: &[u8], mtu: usize) -> Option<Plan> {
 /// length. Panics on an `i` or `out` outside those bounds (a caller bug,
 /// never input).
 pub fn segment(frame: &[u8], plan: &Plan, i: usize, out: &mut [u8]) -> usize {
-    let Plan {
-        l3,
-        l4,
-        hdr,
-        end,
-        v4,
-        mss,
-    } = *plan;
+    let Plan { at, hdr, mss } = *plan;
+    let (l3, l4, end) = (at.l3, at.l4, plan.end());
     let from = hdr + i * mss;
     let to = (from + mss).min(end);
     assert!(from < end, "segment {i} beyond the frame");
@@ -129,9 +84,9 @@ pub fn segment(frame: &[u8], plan: &Plan, i: usize, out: &mut [u8]) -> usize {
     out[hdr..n].copy_from_slice(&frame[from..to]);
     let last = to == end;
     let ip_len = n - l3;
-    if v4 {
+    if !at.v6 {
         out[l3 + 2..l3 + 4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-        let id = be16(frame, l3 + 4).unwrap_or(0).wrapping_add(i as u16);
+        let id = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]).wrapping_add(i as u16);
         out[l3 + 4..l3 + 6].copy_from_slice(&id.to_be_bytes());
         out[l3 + 10] = 0;
         out[l3 + 11] = 0;
@@ -155,17 +110,7 @@ pub fn segment(frame: &[u8], plan: &Plan, i: usize, out: &mut [u8]) -> usize {
     }
     out[l4 + 13] = flags;
     // Full checksum of the segment over its pseudo-header.
-    let l4_len = n - l4;
-    let pseudo = if v4 {
-        csum::sum(&out[l3 + 12..l3 + 20], 0)
-    } else {
-        csum::sum(&out[l3 + 8..l3 + 40], 0)
-    } + 6
-        + l4_len as u64;
-    out[l4 + 16] = 0;
-    out[l4 + 17] = 0;
-    let c = !csum::fold(csum::sum(&out[l4..n], pseudo));
-    out[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    csum::L4 { len: n - l4, ..at }.fill(out);
     n
 }
 
@@ -196,14 +141,9 @@ mod tests {
         f.extend(std::iter::repeat_n(1u8, opts));
         f.extend((0..payload).map(|i| (i % 251) as u8));
         // A partial checksum, as an offloading sender leaves it.
-        let (l3, l4) = if v6 { (14, 54) } else { (14, 34) };
-        let pseudo = if v6 {
-            csum::sum(&f[l3 + 8..l3 + 40], 0)
-        } else {
-            csum::sum(&f[l3 + 12..l3 + 20], 0)
-        } + 6
-            + tcp_len as u64;
-        f[l4 + 16..l4 + 18].copy_from_slice(&csum::fold(pseudo).to_be_bytes());
+        let s = csum::locate(&f).expect("tcp");
+        let (at, p) = (s.field(), csum::fold(s.pseudo(&f)));
+        f[at..at + 2].copy_from_slice(&p.to_be_bytes());
         f
     }
 
@@ -219,6 +159,10 @@ mod tests {
             None,
             "a wrong checksum is not hidden by cutting"
         );
+    }
+
+    fn be16(f: &[u8], at: usize) -> Option<u16> {
+        Some(u16::from_be_bytes([*f.get(at)?, *f.get(at + 1)?]))
     }
 
     fn seq(f: &[u8], l4: usize) -> u32 {

@@ -409,7 +409,9 @@ impl AfXdpPort {
 
     /// Reads chunks from one queue into the batch; returns frames added.
     fn rx_queue(&mut self, qi: usize, batch: &mut Batch, port_index: u16, now: Timestamp) -> usize {
-        let complete_csum = self.info.virtual_device;
+        // Software devices (the ones with a super-frame buffer) hand over
+        // partial checksums.
+        let complete_csum = self.gso.is_some();
         // Segments carry at most the interface's MTU of IP packet, and fit
         // a slot whatever the MTU.
         let mtu = (self.info.mtu as usize).min(MAX_FRAME - 22);
@@ -504,30 +506,23 @@ impl AfXdpPort {
                     continue;
                 }
                 match (open, self.gso.as_mut()) {
-                    (Some(Assembly::Slot), Some(g)) if slot.len() > mtu + 14 => {
+                    (Some(Assembly::Slot), g) => {
                         // Fits a slot but not the MTU: a small super-frame.
-                        match gso::plan(slot.data(), mtu) {
-                            Some(plan) => {
-                                g.len = 0;
-                                g.append(slot.data());
-                                g.pending = Some((plan, 0, now));
-                                self.stats.rx_gso_frames += 1;
+                        let cut = g
+                            .filter(|_| slot.len() > mtu + 14)
+                            .and_then(|g| gso::plan(slot.data(), mtu).map(|p| (g, p)));
+                        if let Some((g, plan)) = cut {
+                            g.len = 0;
+                            g.append(slot.data());
+                            g.pending = Some((plan, 0, now));
+                            self.stats.rx_gso_frames += 1;
+                        } else {
+                            if complete_csum && csum::complete_partial(slot.data_mut()) {
+                                self.stats.rx_csum_completed += 1;
                             }
-                            None => {
-                                if complete_csum && csum::complete_partial(slot.data_mut()) {
-                                    self.stats.rx_csum_completed += 1;
-                                }
-                                batch.commit();
-                                added += 1;
-                            }
+                            batch.commit();
+                            added += 1;
                         }
-                    }
-                    (Some(Assembly::Slot), _) => {
-                        if complete_csum && csum::complete_partial(slot.data_mut()) {
-                            self.stats.rx_csum_completed += 1;
-                        }
-                        batch.commit();
-                        added += 1;
                     }
                     (Some(Assembly::Gso), Some(g)) => match gso::plan(&g.buf[..g.len], mtu) {
                         Some(plan) => {
